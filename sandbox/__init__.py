@@ -1,0 +1,38 @@
+"""Crucible's execution layer: run untrusted code in a fresh gVisor sandbox with hard limits.
+
+Pure Python, no Django: configuration comes in as arguments (EngineConfig), results go out as
+frozen dataclasses. `python -m sandbox --help` for the command line.
+"""
+
+from sandbox.contract import (
+    LIMIT_SPECS,
+    ExecRequest,
+    ExecResult,
+    Limits,
+    Reason,
+    Status,
+    Stream,
+    StreamResult,
+)
+from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, engine_names, get_engine
+from sandbox.errors import EngineUnavailable, ImageError, InvalidRequest, SandboxError
+
+__all__ = [
+    "LIMIT_SPECS",
+    "EngineConfig",
+    "EngineUnavailable",
+    "ExecRequest",
+    "ExecResult",
+    "ExecutionEngine",
+    "ImageError",
+    "InvalidRequest",
+    "Limits",
+    "MetricSample",
+    "Reason",
+    "SandboxError",
+    "Status",
+    "Stream",
+    "StreamResult",
+    "engine_names",
+    "get_engine",
+]

@@ -1,0 +1,190 @@
+"""Per-run cgroups that the engine creates, limits and reads itself (v1 hybrid or v2 unified).
+
+runsc removes its own cgroup when it exits, taking the OOM evidence with it, so the engine puts
+`runsc run` into a cgroup of its own (and passes --ignore-cgroups) and reads the verdict afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import EngineUnavailable
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+# runsc's own threads count against pids.max: ~300 host threads for 64 guest processes on systrap,
+# far more on ptrace. Processes are limited by RLIMIT_NPROC inside; this is only a backstop.
+PIDS_BACKSTOP = 8192
+CFS_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class CgroupStats:
+    cpu_seconds: float | None
+    memory_bytes: int | None
+    peak_memory_bytes: int | None
+    oom_killed: bool
+    pids: int | None
+    pids_limit_hit: bool
+
+
+def layout() -> str:
+    """'v2', 'v1', or raise EngineUnavailable: checked at run time, machines differ."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return "v2"
+    if (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
+        return "v1"
+    raise EngineUnavailable(f"no usable cgroup hierarchy under {CGROUP_ROOT}")
+
+
+class RunCgroup:
+    """A cgroup for one run under `<parent>/<name>`, created with limits, removed by `remove()`."""
+
+    def __init__(self, parent: str, name: str) -> None:
+        self.version = layout()
+        self.parent = parent
+        self.name = name
+        if self.version == "v1":
+            self.dirs = {c: CGROUP_ROOT / c / parent / name for c in V1_CONTROLLERS}
+        else:
+            self.dirs = {"unified": CGROUP_ROOT / parent / name}
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def create(self, *, memory_bytes: int, cpu_cores: float) -> None:
+        try:
+            if self.version == "v2":
+                _enable_v2_controllers(CGROUP_ROOT / self.parent)
+            for d in self.dirs.values():
+                d.mkdir(parents=True, exist_ok=True)
+            quota = max(1000, int(cpu_cores * CFS_PERIOD_US))
+            if self.version == "v1":
+                mem = self.dirs["memory"]
+                _write(mem / "memory.limit_in_bytes", memory_bytes)
+                # Swap would let a run exceed its memory limit silently; forbid it where we can.
+                _try_write(mem / "memory.memsw.limit_in_bytes", memory_bytes)
+                _try_write(mem / "memory.swappiness", 0)
+                _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
+                _write(self.dirs["cpu"] / "cpu.cfs_quota_us", quota)
+                _write(self.dirs["pids"] / "pids.max", PIDS_BACKSTOP)
+            else:
+                d = self.dirs["unified"]
+                _write(d / "memory.max", memory_bytes)
+                _try_write(d / "memory.swap.max", 0)
+                _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+                _write(d / "pids.max", PIDS_BACKSTOP)
+        except OSError as exc:
+            self.remove()
+            raise EngineUnavailable(
+                f"cannot create the run's cgroup under {CGROUP_ROOT}: {exc} "
+                "(the runsc engine needs root and writable cgroups)"
+            ) from exc
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def pids_inside(self) -> list[int]:
+        seen: set[int] = set()
+        for f in self.procs_files:
+            try:
+                seen.update(int(x) for x in Path(f).read_text().split())
+            except OSError:
+                pass
+        return sorted(seen)
+
+    def kill_all(self) -> None:
+        for pid in self.pids_inside():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def remove(self, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        for d in self.dirs.values():
+            while d.exists():
+                try:
+                    d.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    self.kill_all()
+                    time.sleep(0.02)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def stats(self) -> CgroupStats:
+        if self.version == "v1":
+            mem, cpuacct, pids = self.dirs["memory"], self.dirs["cpuacct"], self.dirs["pids"]
+            usage_ns = _read_int(cpuacct / "cpuacct.usage")
+            oom = _read_keyed(mem / "memory.oom_control").get("oom_kill", 0)
+            return CgroupStats(
+                cpu_seconds=None if usage_ns is None else usage_ns / 1e9,
+                memory_bytes=_read_int(mem / "memory.usage_in_bytes"),
+                peak_memory_bytes=_read_int(mem / "memory.max_usage_in_bytes"),
+                oom_killed=oom > 0,
+                pids=_read_int(pids / "pids.current"),
+                pids_limit_hit=_read_keyed(pids / "pids.events").get("max", 0) > 0,
+            )
+        d = self.dirs["unified"]
+        usage_us = _read_keyed(d / "cpu.stat").get("usage_usec")
+        return CgroupStats(
+            cpu_seconds=None if usage_us is None else usage_us / 1e6,
+            memory_bytes=_read_int(d / "memory.current"),
+            peak_memory_bytes=_read_int(d / "memory.peak"),
+            oom_killed=_read_keyed(d / "memory.events").get("oom_kill", 0) > 0,
+            pids=_read_int(d / "pids.current"),
+            pids_limit_hit=_read_keyed(d / "pids.events").get("max", 0) > 0,
+        )
+
+
+def leftover_names(parent: str) -> list[str]:
+    """Names of run cgroups under `parent` (for the start-up sweep)."""
+    base = CGROUP_ROOT / "memory" / parent if layout() == "v1" else CGROUP_ROOT / parent
+    try:
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def _enable_v2_controllers(parent: Path) -> None:
+    parent.mkdir(parents=True, exist_ok=True)
+    for d in (CGROUP_ROOT, parent):
+        _try_write(d / "cgroup.subtree_control", "+memory +cpu +pids")
+
+
+def _write(path: Path, value: object) -> None:
+    path.write_text(str(value))
+
+
+def _try_write(path: Path, value: object) -> None:
+    try:
+        path.write_text(str(value))
+    except OSError:
+        pass
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_keyed(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            try:
+                out[key] = int(value)
+            except ValueError:
+                pass
+    except OSError:
+        pass
+    return out

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs the machine-level packages Crucible needs (runsc, debootstrap; chromium for browser
+# tests when asked). Idempotent and quick when everything is already there.
+set -euo pipefail
+
+want_chromium=0
+[[ "${1:-}" == "--with-chromium" ]] && want_chromium=1
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+missing=()
+have runsc || missing+=(runsc)
+have debootstrap || missing+=(debootstrap)
+if (( want_chromium )); then
+  have chromium || missing+=(chromium)
+fi
+(( ${#missing[@]} == 0 )) && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "crucible: missing ${missing[*]}; run this command as root once (it installs them with apt)." >&2
+  exit 1
+fi
+
+. /etc/os-release
+codename="${VERSION_CODENAME:-bookworm}"
+export DEBIAN_FRONTEND=noninteractive
+
+# bookworm's own runsc (2022) has only the slow ptrace platform; bookworm-backports has systrap.
+# Add the backports suite next to the machine's existing Debian source (same mirror, same keyring).
+if [[ "$codename" == "bookworm" && ! -e /etc/apt/sources.list.d/crucible-backports.sources \
+      && ! -e /etc/apt/sources.list.d/crucible-backports.list ]]; then
+  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    key=$(awk '/^Signed-By:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+      "${uri:-http://deb.debian.org/debian}" "${key:-/usr/share/keyrings/debian-archive-keyring.gpg}" \
+      > /etc/apt/sources.list.d/crucible-backports.sources
+  else
+    uri=$(awk '$1=="deb" && $0 !~ /security/ && / bookworm / {for(i=2;i<=NF;i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
+    echo "deb ${uri:-http://deb.debian.org/debian} bookworm-backports main" \
+      > /etc/apt/sources.list.d/crucible-backports.list
+  fi
+fi
+
+apt-get update -qq
+if [[ " ${missing[*]} " == *" runsc "* ]]; then
+  if [[ "$codename" == "bookworm" ]]; then
+    apt-get install -y -qq -t bookworm-backports runsc || apt-get install -y -qq runsc
+  else
+    apt-get install -y -qq runsc
+  fi
+fi
+rest=()
+for p in "${missing[@]}"; do [[ "$p" != runsc ]] && rest+=("$p"); done
+(( ${#rest[@]} )) && apt-get install -y -qq --no-install-recommends "${rest[@]}"
+exit 0
