@@ -11,6 +11,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 have runsc || missing+=(runsc)
 have debootstrap || missing+=(debootstrap)
+have python3 || missing+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+have make || missing+=(make)
 if (( want_chromium )); then
   have chromium || missing+=(chromium)
 fi

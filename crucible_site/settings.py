@@ -1,0 +1,193 @@
+"""Settings, all from the environment (CRUCIBLE_*), with embedded defaults for a fresh machine.
+
+CRUCIBLE_PRODUCTION=1 turns the unsafe defaults into start-up errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from crucible_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CRUCIBLE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+PRODUCTION = env_bool("CRUCIBLE_PRODUCTION", False)
+DEBUG = env_bool("CRUCIBLE_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("CRUCIBLE_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("CRUCIBLE_SECRET_KEY (or CRUCIBLE_SECRET_KEY_FILE) must be set in production")
+    # Embedded default: a random key made once per checkout, never a literal in the source.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("CRUCIBLE_DEBUG must be off in production")
+
+ALLOWED_HOSTS = env_list("CRUCIBLE_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CRUCIBLE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "channels",
+    "evaluations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "crucible_site.urls"
+ASGI_APPLICATION = "crucible_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Embedded default: SQLite under var/. CI and production pass a PostgreSQL URL.
+DATABASE_URL = env_str("CRUCIBLE_DATABASE_URL", f"sqlite:///{VAR_DIR / 'crucible.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker write at once: WAL + immediate transactions + a busy timeout.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # A file, not :memory:, so the end-to-end tests' daphne and worker processes share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-crucible.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "run-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True  # serve straight from static/ without a collectstatic step
+
+# Request bodies: code is capped at 1 MiB; the body may carry a little more (multipart framing).
+CRUCIBLE_MAX_CODE_BYTES = env_int("CRUCIBLE_MAX_CODE_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CRUCIBLE_MAX_CODE_BYTES * 3
+FILE_UPLOAD_MAX_MEMORY_SIZE = CRUCIBLE_MAX_CODE_BYTES * 3
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "evaluations.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# Redis: Celery broker and the Channels layer.
+REDIS_URL = env_str("CRUCIBLE_REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "runs"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # socket_timeout keeps idle websockets alive with redis-py 8; capacity avoids silent drops.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+            "capacity": 5000,
+            "expiry": 30,
+        },
+    }
+}
+
+# Sandbox.
+CRUCIBLE_SANDBOX_ENGINE = env_str("CRUCIBLE_SANDBOX_ENGINE", "runsc")
+if PRODUCTION and CRUCIBLE_SANDBOX_ENGINE == "subprocess":
+    raise ImproperlyConfigured("the subprocess engine is not a sandbox and is refused in production")
+CRUCIBLE_RUNSC_PATH = env_str("CRUCIBLE_RUNSC_PATH", "runsc")
+CRUCIBLE_IMAGES_DIR = Path(env_str("CRUCIBLE_IMAGES_DIR", str(VAR_DIR / "images")))
+CRUCIBLE_SANDBOX_STATE_DIR = Path(env_str("CRUCIBLE_SANDBOX_STATE_DIR", str(VAR_DIR / "sandboxes")))
+CRUCIBLE_DEFAULT_WALL_SECONDS = env_float("CRUCIBLE_DEFAULT_WALL_SECONDS", 10.0)
+CRUCIBLE_MAX_WALL_SECONDS = env_float("CRUCIBLE_MAX_WALL_SECONDS", 300.0)
+CRUCIBLE_DEFAULT_MEMORY_MB = env_int("CRUCIBLE_DEFAULT_MEMORY_MB", 256)
+CRUCIBLE_MAX_MEMORY_MB = env_int("CRUCIBLE_MAX_MEMORY_MB", 2048)
+CRUCIBLE_OUTPUT_LIMIT_BYTES = env_int("CRUCIBLE_OUTPUT_LIMIT_BYTES", 1024 * 1024)
+# Celery redelivers an unacked task after this long; it must exceed the longest run.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(CRUCIBLE_MAX_WALL_SECONDS) + 3600}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("CRUCIBLE_LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import base64
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from evaluations.models import Run
+from evaluations.output import output_for_api
+
+MiB = 1024 * 1024
+
+
+class SubmissionInput(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True, max_length=200)
+    code = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    file = serializers.FileField(required=False, allow_empty_file=True)
+    wall_seconds = serializers.FloatField(required=False)
+    memory_mb = serializers.IntegerField(required=False)
+
+    def validate(self, attrs):
+        has_code, has_file = "code" in attrs, "file" in attrs
+        if has_code == has_file:
+            raise serializers.ValidationError({"code": "give exactly one of `code` (text) or `file` (a .py upload)"})
+        return attrs
+
+
+def run_output(run: Run, request) -> dict:
+    def absolute(name: str) -> str:
+        return request.build_absolute_uri(reverse(name, args=[run.pk]))
+
+    stdout, stderr = bytes(run.stdout), bytes(run.stderr)
+    return {
+        "id": run.pk,
+        "url": absolute("run-detail"),
+        "api_url": absolute("api-run-detail"),
+        "submission": {
+            "id": run.submission_id,
+            "name": run.submission.name,
+            "created": run.submission.created,
+        },
+        "status": run.status,
+        "reason": run.reason,
+        "detail": run.detail,
+        "exit_code": run.exit_code,
+        "limits": {"wall_seconds": run.wall_seconds, "memory_mb": run.memory_bytes // MiB},
+        "usage": {"cpu_seconds": run.cpu_seconds, "peak_memory_bytes": run.peak_memory_bytes},
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "queue_seconds": run.queue_seconds,
+        "run_seconds": run.run_seconds,
+        "stdout": output_for_api(stdout),
+        "stderr": output_for_api(stderr),
+        "stdout_base64": base64.b64encode(stdout).decode(),
+        "stderr_base64": base64.b64encode(stderr).decode(),
+        "stdout_bytes": run.stdout_bytes,
+        "stderr_bytes": run.stderr_bytes,
+        "stdout_truncated": run.stdout_truncated,
+        "stderr_truncated": run.stderr_truncated,
+        "engine": run.engine,
+        "runtime_version": run.runtime_version,
+        "image_digest": run.image_digest,
+    }

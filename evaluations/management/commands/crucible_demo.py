@@ -1,0 +1,39 @@
+"""Create the demo admin and researcher on a new database and print their logins once."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+
+class Command(BaseCommand):
+    help = "Create demo users (admin, researcher) if the database has no users yet."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--logins-file", help="also write the logins here (mode 0600) for later starts")
+
+    def handle(self, *args, **options) -> None:
+        User = get_user_model()
+        if User.objects.exists():
+            return
+        admin_password = secrets.token_urlsafe(12)
+        researcher_password = secrets.token_urlsafe(12)
+        User.objects.create_superuser("admin", "admin@example.invalid", admin_password)
+        researcher = User.objects.create_user("researcher", "researcher@example.invalid", researcher_password)
+        token = Token.objects.create(user=researcher)
+        text = (
+            "Demo logins:\n"
+            f"  admin       / {admin_password}\n"
+            f"  researcher  / {researcher_password}\n"
+            f"  researcher API token: {token.key}\n"
+        )
+        if options.get("logins_file"):
+            path = Path(options["logins_file"])
+            path.touch(mode=0o600)
+            path.write_text(text)
+        else:
+            self.stdout.write(text)

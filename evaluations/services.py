@@ -1,0 +1,169 @@
+"""Writes: creating submissions and runs, and every run status transition.
+
+Transitions are conditional UPDATEs (`filter(status=...).update(...)`) whose row count decides the
+outcome, so a repeated Celery delivery or a race between two workers changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+import sandbox
+from evaluations.models import Run, RunReason, RunStatus, Submission
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MIN_MEMORY_MB = 32
+MIN_WALL_SECONDS = 0.1
+# How long past its wall limit a run may stay "running" before it is declared lost.
+LOST_RUN_GRACE_SECONDS = 120
+
+
+def limits_build(*, wall_seconds: float | None, memory_mb: int | None) -> sandbox.Limits:
+    """Validate user-requested limits against the site's ranges and return sandbox Limits."""
+    errors: dict[str, str] = {}
+    max_wall = settings.CRUCIBLE_MAX_WALL_SECONDS
+    max_mb = settings.CRUCIBLE_MAX_MEMORY_MB
+    wall = settings.CRUCIBLE_DEFAULT_WALL_SECONDS if wall_seconds is None else wall_seconds
+    memory = settings.CRUCIBLE_DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    # `not (a <= x <= b)` is also true for NaN.
+    if not (MIN_WALL_SECONDS <= wall <= max_wall):
+        errors["wall_seconds"] = f"must be between {MIN_WALL_SECONDS:g} and {max_wall:g} seconds, got {wall:g}"
+    if not (MIN_MEMORY_MB <= memory <= max_mb):
+        errors["memory_mb"] = f"must be between {MIN_MEMORY_MB} and {max_mb} MiB, got {memory}"
+    if errors:
+        raise ValidationError(errors)
+    memory_bytes = int(memory) * MiB
+    output = settings.CRUCIBLE_OUTPUT_LIMIT_BYTES
+    try:
+        return sandbox.Limits(
+            wall_seconds=float(wall),
+            memory_bytes=memory_bytes,
+            tmp_bytes=min(sandbox.Limits.tmp_bytes, memory_bytes // 2),
+            stdout_bytes=output,
+            stderr_bytes=output,
+        )
+    except sandbox.InvalidRequest as exc:
+        raise ValidationError({exc.field: exc.message}) from exc
+
+
+def code_validate(code: str) -> None:
+    max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES
+    if not code.strip():
+        raise ValidationError({"code": "must not be empty: paste Python code or upload a .py file"})
+    try:
+        size = len(code.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError({"code": "is not valid UTF-8 text"}) from None
+    if size > max_bytes:
+        raise ValidationError({"code": f"is {size} bytes; the limit is {max_bytes} bytes"})
+    if "\x00" in code:
+        raise ValidationError({"code": "contains a NUL byte; Python source cannot"})
+
+
+def name_clean(name: str | None) -> str:
+    name = (name or "").strip() or "untitled"
+    if len(name) > 200:
+        raise ValidationError({"name": f"must be at most 200 characters, got {len(name)}"})
+    if "\x00" in name:
+        raise ValidationError({"name": "contains a NUL byte"})
+    return name
+
+
+def submission_create(
+    *, owner, name: str | None, code: str, wall_seconds: float | None = None, memory_mb: int | None = None
+) -> Run:
+    """Store the code and queue its first run; the task is sent only once the rows are committed."""
+    clean_name = name_clean(name)
+    code_validate(code)
+    limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb)
+    with transaction.atomic():
+        submission = Submission.objects.create(owner=owner, name=clean_name, code=code)
+        run = _run_create(submission=submission, limits=limits)
+    return run
+
+
+def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
+    from evaluations.tasks import run_execute
+
+    run = Run.objects.create(
+        submission=submission,
+        wall_seconds=limits.wall_seconds,
+        memory_bytes=limits.memory_bytes,
+        stdout_limit_bytes=limits.stdout_bytes,
+        stderr_limit_bytes=limits.stderr_bytes,
+    )
+    transaction.on_commit(lambda: run_execute.delay(run.pk))
+    return run
+
+
+def run_claim(*, run_id: int) -> bool:
+    """queued → running. False if the run is not queued (already claimed, finished or gone)."""
+    return Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    ) == 1
+
+
+def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
+    """running → the result's terminal status. Only a running run can finish."""
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        status=result.status.value,
+        reason=result.reason.value if result.reason else None,
+        detail=result.detail,
+        exit_code=result.exit_code,
+        finished_at=timezone.now(),
+        cpu_seconds=result.usage.cpu_seconds,
+        peak_memory_bytes=result.usage.peak_memory_bytes,
+        stdout=result.stdout.data,
+        stderr=result.stderr.data,
+        stdout_bytes=result.stdout.bytes_written,
+        stderr_bytes=result.stderr.bytes_written,
+        stdout_truncated=result.stdout.truncated,
+        stderr_truncated=result.stderr.truncated,
+        engine=result.engine,
+        runtime_version=result.runtime_version[:200],
+        image_digest=result.image_digest,
+    ) == 1
+
+
+def run_fail(*, run_id: int, reason: str, detail: str, from_status: str = RunStatus.RUNNING) -> bool:
+    """Our fault (infrastructure): end the run as `error` with a reason the user can read."""
+    return Run.objects.filter(pk=run_id, status=from_status).update(
+        status=RunStatus.ERROR, reason=reason, detail=detail, finished_at=timezone.now()
+    ) == 1
+
+
+def run_lost_check_delay(*, run_id: int) -> float | None:
+    """Seconds until a running run would count as lost; None if it is not running."""
+    row = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).values_list("started_at", "wall_seconds").first()
+    if row is None or row[0] is None:
+        return None
+    due = row[0] + timedelta(seconds=row[1] + LOST_RUN_GRACE_SECONDS + 1)
+    return max(1.0, (due - timezone.now()).total_seconds())
+
+
+def run_reap_lost(*, now=None) -> int:
+    """End runs left `running` by a worker that died, once well past their wall-time limit."""
+    now = now or timezone.now()
+    reaped = 0
+    candidates = Run.objects.filter(
+        status=RunStatus.RUNNING, started_at__lt=now - timedelta(seconds=LOST_RUN_GRACE_SECONDS)
+    ).values_list("pk", "started_at", "wall_seconds")
+    for pk, started_at, wall in candidates:
+        if started_at + timedelta(seconds=wall + LOST_RUN_GRACE_SECONDS) < now:
+            reaped += Run.objects.filter(pk=pk, status=RunStatus.RUNNING, started_at=started_at).update(
+                status=RunStatus.ERROR,
+                reason=RunReason.WORKER_LOST,
+                detail="the worker running this was lost; run it again",
+                finished_at=now,
+            )
+    if reaped:
+        logger.warning("marked %d lost run(s) as error/worker_lost", reaped)
+    return reaped

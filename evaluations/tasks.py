@@ -1,0 +1,58 @@
+"""Celery tasks: thin wrappers that take an id and call one function."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from celery import shared_task
+from celery.signals import worker_init, worker_ready
+from django.conf import settings
+
+from evaluations import execution, services
+
+logger = logging.getLogger(__name__)
+
+# The sandbox enforces the wall limit itself; these only catch a sandbox layer that hangs.
+_SOFT_LIMIT = int(settings.CRUCIBLE_MAX_WALL_SECONDS) + 60
+
+
+@shared_task(name="evaluations.run_execute", queue="runs", soft_time_limit=_SOFT_LIMIT, time_limit=_SOFT_LIMIT + 30)
+def run_execute(run_id: int) -> None:
+    if not execution.run_execute(run_id):
+        # A redelivery of a run that is `running`: its first worker may have died. Look again once
+        # it is past its wall limit; if still running then, it is marked error/worker_lost.
+        delay = services.run_lost_check_delay(run_id=run_id)
+        if delay is not None:
+            run_reap_lost.apply_async(countdown=delay)
+
+
+@shared_task(name="evaluations.run_reap_lost", queue="runs")
+def run_reap_lost() -> None:
+    services.run_reap_lost()
+
+
+@worker_init.connect
+def refuse_without_sandbox(**kwargs) -> None:
+    # Never run user code unsandboxed: a worker that cannot start sandboxes does not start at all.
+    import sandbox
+
+    try:
+        engine = execution.engine_from_settings()
+        engine.check()
+    except sandbox.SandboxError as exc:
+        print(f"crucible worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        os._exit(78)
+    engine.sweep()
+
+
+@worker_ready.connect
+def recover_runs(**kwargs) -> None:
+    from evaluations.models import Run, RunStatus
+
+    services.run_reap_lost()
+    # Queued runs whose message was lost (e.g. an embedded Redis restarted without persistence):
+    # send them again; a duplicate delivery is harmless because claiming is conditional.
+    for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True):
+        run_execute.delay(run_id)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make test`: set up what the suite needs (runsc, rootfs, Redis, venv) and run all of it.
+# With CI=true it runs against PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+# A Redis database of its own, so a running `make run` worker never takes the tests' tasks.
+export CRUCIBLE_REDIS_URL="${CRUCIBLE_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}"
+if [[ "${CI:-}" == "true" ]]; then
+  export CRUCIBLE_DATABASE_URL="${CRUCIBLE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/crucible}"
+fi
+
+ensure_system
+ensure_venv requirements-test.txt
+ensure_image
+ensure_redis "$CRUCIBLE_REDIS_URL"
+trap stop_started_redis EXIT
+
+say "tests (database: ${CRUCIBLE_DATABASE_URL:-embedded SQLite})"
+"$VENV/bin/pytest" "$@"
