@@ -6,6 +6,7 @@ is our fault and ends the run as error/sandbox_error. Nothing leaves a run `runn
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
@@ -23,7 +24,13 @@ def engine_from_settings() -> sandbox.ExecutionEngine:
         state_dir=settings.CRUCIBLE_SANDBOX_STATE_DIR,
         runsc_path=settings.CRUCIBLE_RUNSC_PATH,
     )
-    return sandbox.get_engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)
+    return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)
+
+
+@functools.lru_cache(maxsize=8)
+def _engine(name: str, config: sandbox.EngineConfig) -> sandbox.ExecutionEngine:
+    # One engine per worker process and configuration: it caches the runtime's version and platform.
+    return sandbox.get_engine(name, config)
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:

@@ -9,8 +9,14 @@ class SubmissionForm(forms.Form):
     code = forms.CharField(
         required=False,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code-editor",
-                                     "placeholder": "print('hello from the sandbox')"}),
+        widget=forms.Textarea(
+            attrs={
+                "rows": 18,
+                "spellcheck": "false",
+                "class": "code-editor",
+                "placeholder": "print('hello from the sandbox')",
+            }
+        ),
     )
     file = forms.FileField(required=False, help_text="or upload a .py file instead of pasting")
     wall_seconds = forms.FloatField(required=False, label="Wall-time limit (s)")

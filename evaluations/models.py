@@ -29,7 +29,8 @@ class Submission(models.Model):
 class Run(models.Model):
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
-    reason = models.CharField(max_length=32, choices=RunReason.choices, null=True, blank=True)
+    # NULL, not "", while a run has no reason: the API reports it as null.
+    reason = models.CharField(max_length=32, choices=RunReason.choices, null=True, blank=True)  # noqa: DJ001
     detail = models.TextField(blank=True, default="")
     exit_code = models.IntegerField(null=True, blank=True)
 

@@ -106,38 +106,47 @@ def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
 
 def run_claim(*, run_id: int) -> bool:
     """queued → running. False if the run is not queued (already claimed, finished or gone)."""
-    return Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
-    ) == 1
+    return (
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=timezone.now()
+        )
+        == 1
+    )
 
 
 def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
     """running → the result's terminal status. Only a running run can finish."""
-    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        status=result.status.value,
-        reason=result.reason.value if result.reason else None,
-        detail=result.detail,
-        exit_code=result.exit_code,
-        finished_at=timezone.now(),
-        cpu_seconds=result.usage.cpu_seconds,
-        peak_memory_bytes=result.usage.peak_memory_bytes,
-        stdout=result.stdout.data,
-        stderr=result.stderr.data,
-        stdout_bytes=result.stdout.bytes_written,
-        stderr_bytes=result.stderr.bytes_written,
-        stdout_truncated=result.stdout.truncated,
-        stderr_truncated=result.stderr.truncated,
-        engine=result.engine,
-        runtime_version=result.runtime_version[:200],
-        image_digest=result.image_digest,
-    ) == 1
+    return (
+        Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=result.status.value,
+            reason=result.reason.value if result.reason else None,
+            detail=result.detail,
+            exit_code=result.exit_code,
+            finished_at=timezone.now(),
+            cpu_seconds=result.usage.cpu_seconds,
+            peak_memory_bytes=result.usage.peak_memory_bytes,
+            stdout=result.stdout.data,
+            stderr=result.stderr.data,
+            stdout_bytes=result.stdout.bytes_written,
+            stderr_bytes=result.stderr.bytes_written,
+            stdout_truncated=result.stdout.truncated,
+            stderr_truncated=result.stderr.truncated,
+            engine=result.engine,
+            runtime_version=result.runtime_version[:200],
+            image_digest=result.image_digest,
+        )
+        == 1
+    )
 
 
 def run_fail(*, run_id: int, reason: str, detail: str, from_status: str = RunStatus.RUNNING) -> bool:
     """Our fault (infrastructure): end the run as `error` with a reason the user can read."""
-    return Run.objects.filter(pk=run_id, status=from_status).update(
-        status=RunStatus.ERROR, reason=reason, detail=detail, finished_at=timezone.now()
-    ) == 1
+    return (
+        Run.objects.filter(pk=run_id, status=from_status).update(
+            status=RunStatus.ERROR, reason=reason, detail=detail, finished_at=timezone.now()
+        )
+        == 1
+    )
 
 
 def run_lost_check_delay(*, run_id: int) -> float | None:

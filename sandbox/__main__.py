@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         engine = get_engine(args.engine, config)
         if args.command == "doctor":
             return doctor(engine)
-        limits = Limits(wall_seconds=args.wall, memory_bytes=args.memory, tmp_bytes=min(Limits.tmp_bytes, args.memory // 2))
+        limits = Limits(
+            wall_seconds=args.wall, memory_bytes=args.memory, tmp_bytes=min(Limits.tmp_bytes, args.memory // 2)
+        )
         request = ExecRequest(files={"main.py": args.file.read_bytes()}, argv=tuple(args.args), limits=limits)
         engine.check()
 
@@ -67,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 data[s]["data"] = result.__getattribute__(s).data.decode("utf-8", "replace")
             print(json.dumps(data, indent=2, default=str))
         else:
-            print(f"[{result.status.value}{'/' + result.reason.value if result.reason else ''}] "
-                  f"exit={result.exit_code} {result.detail}", file=sys.stderr)
+            print(
+                f"[{result.status.value}{'/' + result.reason.value if result.reason else ''}] "
+                f"exit={result.exit_code} {result.detail}",
+                file=sys.stderr,
+            )
         return 0 if result.status.value == "succeeded" else 1
     except SandboxError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
@@ -93,8 +98,12 @@ def doctor(engine) -> int:
         result = engine.execute(ExecRequest(files={"main.py": b"print(1)"}))
         took = time.monotonic() - started
         good = result.status.value == "succeeded" and result.stdout.data == b"1\n"
-        line("run", good, f"print(1) -> {result.status.value} in {took * 1000:.0f} ms "
-             f"(boot {1000 * (result.timings.boot_seconds or 0):.0f} ms) {result.detail}")
+        line(
+            "run",
+            good,
+            f"print(1) -> {result.status.value} in {took * 1000:.0f} ms "
+            f"(boot {1000 * (result.timings.boot_seconds or 0):.0f} ms) {result.detail}",
+        )
     except SandboxError as exc:
         line("engine", False, str(exc))
     return 0 if ok else 1

@@ -7,9 +7,9 @@ TextChoices from these enums so the words cannot drift apart.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from sandbox.errors import InvalidRequest
 
@@ -18,7 +18,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -31,7 +31,7 @@ class Status(str, enum.Enum):
         return self not in (Status.QUEUED, Status.RUNNING)
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     EXIT_CODE = "exit_code"
     TIMEOUT = "timeout"
     MEMORY_LIMIT = "memory_limit"
@@ -44,7 +44,7 @@ class Reason(str, enum.Enum):
     REJECTED = "rejected"
 
 
-class Stream(str, enum.Enum):
+class Stream(enum.StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
 
@@ -154,13 +154,7 @@ class ExecRequest:
 
 def check_relative_path(name: str) -> None:
     parts = name.split("/")
-    if (
-        not name
-        or name.startswith("/")
-        or "\0" in name
-        or "\\" in name
-        or any(p in ("", ".", "..") for p in parts)
-    ):
+    if not name or name.startswith("/") or "\0" in name or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise InvalidRequest("files", f"unsafe file name {name!r}: relative paths without '..' only")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from sandbox.contract import ExecRequest, ExecResult, OutputCallback
 from sandbox.errors import EngineUnavailable
@@ -63,6 +63,7 @@ class ExecutionEngine(ABC):
 
     def sweep(self) -> None:
         """Remove what earlier, killed workers left behind. Safe while other runs are live."""
+        return None
 
 
 _ENGINES = {
@@ -78,9 +79,7 @@ def get_engine(name: str, config: EngineConfig) -> ExecutionEngine:
     try:
         target = _ENGINES[name]
     except KeyError:
-        raise EngineUnavailable(
-            f"unknown sandbox engine {name!r}; available: {', '.join(engine_names())}"
-        ) from None
+        raise EngineUnavailable(f"unknown sandbox engine {name!r}; available: {', '.join(engine_names())}") from None
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(config)

@@ -106,9 +106,7 @@ def load_image(images_dir: Path, recipe: ImageRecipe) -> Image:
     return Image(name=recipe.name, rootfs=base / "rootfs", digest=manifest["digest"])
 
 
-def build_image(
-    images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = None, log=print
-) -> Image:
+def build_image(images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = None, log=print) -> Image:
     """Build the image unless an identical recipe is cached; safe to call from parallel processes."""
     images_dir.mkdir(parents=True, exist_ok=True)
     with open(images_dir / ".build.lock", "w") as lock:

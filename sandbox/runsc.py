@@ -32,8 +32,8 @@ from sandbox.contract import (
     Timings,
     Usage,
 )
-from sandbox.engine import EngineConfig, ExecutionEngine, MetricsCallback, MetricSample
-from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
+from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
+from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.images import Image, default_recipes, host_suite, load_image
 
 SANDBOX_UID = 65534  # nobody
@@ -207,7 +207,9 @@ class RunscEngine(ExecutionEngine):
                             live.add(workdir.name)
                             continue
                     with contextlib.suppress(EngineUnavailable):
-                        self._teardown(workdir.name, workdir, cgroups.RunCgroup(self.config.cgroup_parent, workdir.name))
+                        self._teardown(
+                            workdir.name, workdir, cgroups.RunCgroup(self.config.cgroup_parent, workdir.name)
+                        )
                 finally:
                     if lock is not None:
                         lock.close()
@@ -450,7 +452,12 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
                 "source": "tmpfs",
                 "options": [f"size={limits.tmp_bytes}", "mode=1777", "nosuid", "nodev"],
             },
-            {"destination": "/code", "type": "bind", "source": str(code_dir), "options": ["ro", "rbind", "nosuid", "nodev"]},
+            {
+                "destination": "/code",
+                "type": "bind",
+                "source": str(code_dir),
+                "options": ["ro", "rbind", "nosuid", "nodev"],
+            },
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 
+from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -17,6 +18,15 @@ class SubmissionInput(serializers.Serializer):
     file = serializers.FileField(required=False, allow_empty_file=True)
     wall_seconds = serializers.FloatField(required=False)
     memory_mb = serializers.IntegerField(required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Type errors name the allowed range too, not only "a valid number is required".
+        wall = f"must be a number of seconds between 0.1 and {settings.CRUCIBLE_MAX_WALL_SECONDS:g}"
+        memory = f"must be a whole number of MiB between 32 and {settings.CRUCIBLE_MAX_MEMORY_MB}"
+        for key in ("invalid", "max_string_length"):
+            self.fields["wall_seconds"].error_messages[key] = wall
+            self.fields["memory_mb"].error_messages[key] = memory
 
     def validate(self, attrs):
         has_code, has_file = "code" in attrs, "file" in attrs

@@ -18,7 +18,7 @@ def reject_unknown_fields(data, allowed: set[str]) -> None:
     unknown = sorted(set(data.keys()) - allowed)
     if unknown:
         raise ValidationError(
-            {name: f"unknown field; allowed fields are {', '.join(sorted(allowed))}" for name in unknown}
+            {name: [f"unknown field; allowed fields are {', '.join(sorted(allowed))}"] for name in unknown}
         )
 
 
