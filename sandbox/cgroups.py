@@ -105,13 +105,14 @@ class RunCgroup:
                 pass
 
     def remove(self, timeout: float = 2.0) -> None:
+        """rmdir every controller's directory; with timeout > 0, kill what is still inside first."""
         deadline = time.monotonic() + timeout
         for d in self.dirs.values():
             while d.exists():
                 try:
                     d.rmdir()
                 except OSError:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() >= deadline:
                         break
                     self.kill_all()
                     time.sleep(0.02)
@@ -145,11 +146,14 @@ class RunCgroup:
 
 def leftover_names(parent: str) -> list[str]:
     """Names of run cgroups under `parent` (for the start-up sweep)."""
-    base = CGROUP_ROOT / "memory" / parent if layout() == "v1" else CGROUP_ROOT / parent
-    try:
-        return sorted(p.name for p in base.iterdir() if p.is_dir())
-    except OSError:
-        return []
+    bases = [CGROUP_ROOT / c / parent for c in V1_CONTROLLERS] if layout() == "v1" else [CGROUP_ROOT / parent]
+    names: set[str] = set()
+    for base in bases:
+        try:
+            names.update(p.name for p in base.iterdir() if p.is_dir())
+        except OSError:
+            pass
+    return sorted(names)
 
 
 def _enable_v2_controllers(parent: Path) -> None:

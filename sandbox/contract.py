@@ -59,6 +59,10 @@ class LimitSpec:
     minimum: int | float
     maximum: int | float
 
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.default, int)
+
 
 # Defaults and ceilings. Zero is never "unlimited": every value must lie in [minimum, maximum].
 LIMIT_SPECS: Mapping[str, LimitSpec] = MappingProxyType(
@@ -96,6 +100,8 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidRequest(name, f"must be a number, got {value!r}")
+            if spec.integer and not isinstance(value, int):
+                raise InvalidRequest(name, f"must be a whole number of {spec.unit}, got {value!r}")
             if not spec.minimum <= value <= spec.maximum:
                 raise InvalidRequest(
                     name, f"must be between {spec.minimum} and {spec.maximum} {spec.unit}, got {value}"

@@ -45,6 +45,9 @@ METRICS_EVERY = 0.5
 SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
 KILL_GRACE_SECONDS = 0.5
 RUN_PREFIX = "crucible-"
+# Files of ours that the sandboxed interpreter loads at start-up (read-only inside).
+GUEST_DIR = Path(__file__).resolve().parent / "guest"
+GUEST_MOUNT = "/opt/crucible"
 
 INSTALL_HINT = (
     "runsc (gVisor) is not installed. On Debian 12: add the bookworm-backports suite and "
@@ -214,10 +217,12 @@ class RunscEngine(ExecutionEngine):
                     if lock is not None:
                         lock.close()
         for name in cgroups.leftover_names(self.config.cgroup_parent):
-            if name.startswith(RUN_PREFIX) and name not in live:
+            if name.startswith(RUN_PREFIX) and name not in live and not (state_dir / name).exists():
+                # No work dir here: it may be a live run of an engine with another state dir, so
+                # only an empty cgroup is removed, and nothing in it is killed.
                 cg = cgroups.RunCgroup(self.config.cgroup_parent, name)
-                cg.kill_all()
-                cg.remove()
+                if not cg.pids_inside():
+                    cg.remove(timeout=0)
 
 
 class _Run:
@@ -375,10 +380,12 @@ class _Run:
         else:
             status, reason = Status.FAILED, Reason.EXIT_CODE
             detail = f"exited with code {returncode}"
-            if 128 < returncode < 160:
-                signal_no = returncode - 128
+        if returncode < 0:
+            signal_no = -returncode  # runsc itself was killed
+        elif 128 < returncode < 160:
+            signal_no = returncode - 128  # the program died of a signal (or exited with 129-159)
         if self.kill_reason is not None:
-            exit_code = None if returncode in (125, 128 + 9, -9) else returncode
+            exit_code = None  # we ended it; its exit code says nothing about the program
         boot = None if self.booted_at is None else self.booted_at - started
         return ExecResult(
             status=status,
@@ -419,6 +426,7 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": GUEST_MOUNT,  # sitecustomize.py: complete writes to stdout/stderr
     }
     env.update(request.env)
 
@@ -456,6 +464,12 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
                 "destination": "/code",
                 "type": "bind",
                 "source": str(code_dir),
+                "options": ["ro", "rbind", "nosuid", "nodev"],
+            },
+            {
+                "destination": GUEST_MOUNT,
+                "type": "bind",
+                "source": str(GUEST_DIR),
                 "options": ["ro", "rbind", "nosuid", "nodev"],
             },
         ],
