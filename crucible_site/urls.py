@@ -6,3 +6,5 @@ urlpatterns = [
     path("api/v1/", include("evaluations.api.urls")),
     path("", include("evaluations.urls")),
 ]
+
+handler400 = "evaluations.views.bad_request"

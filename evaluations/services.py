@@ -54,18 +54,18 @@ def limits_build(*, wall_seconds: float | None, memory_mb: int | None) -> sandbo
         raise ValidationError({exc.field: exc.message}) from exc
 
 
-def code_validate(code: str) -> None:
+def code_validate(code: str, *, field: str = "code") -> None:
     max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES
     if not code.strip():
-        raise ValidationError({"code": "must not be empty: paste Python code or upload a .py file"})
+        raise ValidationError({field: "must not be empty: paste Python code or upload a .py file"})
     try:
         size = len(code.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ValidationError({"code": "is not valid UTF-8 text"}) from None
+        raise ValidationError({field: "is not valid UTF-8 text"}) from None
     if size > max_bytes:
-        raise ValidationError({"code": f"is {size} bytes; the limit is {max_bytes} bytes"})
+        raise ValidationError({field: f"is {size} bytes; the limit is {max_bytes} bytes"})
     if "\x00" in code:
-        raise ValidationError({"code": "contains a NUL byte; Python source cannot"})
+        raise ValidationError({field: "contains a NUL byte; Python source cannot"})
 
 
 def name_clean(name: str | None) -> str:

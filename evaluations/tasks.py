@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _SOFT_LIMIT = int(settings.CRUCIBLE_MAX_WALL_SECONDS) + 60
 
 
-@shared_task(name="evaluations.run_execute", queue="runs", soft_time_limit=_SOFT_LIMIT, time_limit=_SOFT_LIMIT + 30)
+@shared_task(name="evaluations.run_execute", soft_time_limit=_SOFT_LIMIT, time_limit=_SOFT_LIMIT + 30)
 def run_execute(run_id: int) -> None:
     if not execution.run_execute(run_id):
         # A redelivery of a run that is `running`: its first worker may have died. Look again once
@@ -28,7 +28,7 @@ def run_execute(run_id: int) -> None:
             run_reap_lost.apply_async(countdown=delay)
 
 
-@shared_task(name="evaluations.run_reap_lost", queue="runs")
+@shared_task(name="evaluations.run_reap_lost")
 def run_reap_lost() -> None:
     services.run_reap_lost()
 

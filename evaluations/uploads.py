@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from evaluations.services import code_validate
+
 
 def code_from_upload(upload, *, field: str) -> str:
     max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES
@@ -15,6 +17,8 @@ def code_from_upload(upload, *, field: str) -> str:
         raise ValidationError({field: f"is {upload.size} bytes; the limit is {max_bytes} bytes"})
     data = upload.read(max_bytes + 1)
     try:
-        return data.decode("utf-8")
+        code = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationError({field: f"is not UTF-8 text (invalid byte at offset {exc.start})"}) from None
+    code_validate(code, field=field)
+    return code

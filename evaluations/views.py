@@ -50,3 +50,14 @@ def submission_new(request):
         else:
             return redirect("run-detail", run_id=run.pk)
     return render(request, "evaluations/submission_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def bad_request(request, exception=None):
+    # Most often a form body over the upload limit, rejected before any view could say so.
+    from evaluations.api.errors import body_too_large_message
+
+    context = {
+        "title": "Bad request",
+        "message": f"The request was rejected. If you pasted code, note that {body_too_large_message()}.",
+    }
+    return render(request, "error.html", context, status=400)

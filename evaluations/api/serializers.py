@@ -12,11 +12,20 @@ from evaluations.output import output_for_api
 MiB = 1024 * 1024
 
 
+class StrictFloatField(serializers.FloatField):
+    """A FloatField that does not take `true` for 1."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SubmissionInput(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True, max_length=200)
     code = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     file = serializers.FileField(required=False, allow_empty_file=True)
-    wall_seconds = serializers.FloatField(required=False)
+    wall_seconds = StrictFloatField(required=False)
     memory_mb = serializers.IntegerField(required=False)
 
     def __init__(self, *args, **kwargs) -> None:

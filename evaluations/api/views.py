@@ -29,7 +29,14 @@ class SubmissionCreateApi(APIView):
         form = SubmissionInput(data=data)
         form.is_valid(raise_exception=True)
         values = form.validated_data
-        code = values["code"] if "code" in values else code_from_upload(values["file"], field="file")
+        if "code" in values:
+            code = values["code"]
+            # Django decodes multipart text fields with errors="replace": U+FFFD there means the
+            # client sent bytes that are not UTF-8, which must not be stored as something else.
+            if "\ufffd" in code and request.content_type.startswith("multipart/"):
+                raise ValidationError({"code": ["is not valid UTF-8 text; send JSON, or upload a .py file"]})
+        else:
+            code = code_from_upload(values["file"], field="file")
         run = services.submission_create(
             owner=request.user,
             name=values.get("name"),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -32,8 +32,10 @@ class Command(BaseCommand):
             f"  researcher API token: {token.key}\n"
         )
         if options.get("logins_file"):
-            path = Path(options["logins_file"])
-            path.touch(mode=0o600)
-            path.write_text(text)
+            # Created (or reset) as 0600 before the secrets go in, even if the file existed.
+            fd = os.open(options["logins_file"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
         else:
             self.stdout.write(text)

@@ -1,0 +1,131 @@
+"""Shared fixtures for the Django-side tests: users, authenticated clients and row factories.
+
+Factories are plain functions behind fixtures (`make_user`, `make_run`), so each test states the
+rows it needs. Django imports stay inside the fixtures: tests/sandbox/ must not need Django.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+PASSWORD = "correct horse battery staple"
+HELLO = "print('hello')\n"
+
+_serial = itertools.count(1)
+_password_hashes: dict[str, str] = {}
+
+
+def _password_hash(password: str) -> str:
+    # The real hasher costs ~0.5 s a call; hash each distinct password once per session.
+    from django.contrib.auth.hashers import make_password
+
+    if password not in _password_hashes:
+        _password_hashes[password] = make_password(password)
+    return _password_hashes[password]
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., Any]:
+    from django.contrib.auth import get_user_model
+
+    def _make_user(username: str | None = None, *, password: str = PASSWORD, **fields: Any):
+        username = username or f"user{next(_serial)}"
+        return get_user_model().objects.create(
+            username=username, email=f"{username}@example.invalid", password=_password_hash(password), **fields
+        )
+
+    return _make_user
+
+
+@pytest.fixture
+def password() -> str:
+    """The password every make_user user has unless told otherwise."""
+    return PASSWORD
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(make_user):
+    return make_user("mallory")
+
+
+@pytest.fixture
+def token(user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=user)
+
+
+@pytest.fixture
+def api_client(token):
+    """A DRF client authenticated the way API users are: `Authorization: Token <key>`."""
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api
+
+
+@pytest.fixture
+def anonymous_api_client(db):
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def client(user):
+    """The Django test client, logged in as `user` (overrides pytest-django's anonymous one)."""
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.fixture
+def anonymous_client(db):
+    from django.test import Client
+
+    return Client()
+
+
+@pytest.fixture
+def make_run(db) -> Callable[..., Any]:
+    """Create a Submission and one Run straight in the database, in any state.
+
+    make_run(owner, code=..., name=..., status=..., <any Run field>). It does not go through
+    services, so no task is queued; use services.submission_create to test that path.
+    """
+    from evaluations import services
+    from evaluations.models import Run, Submission
+
+    def _make_run(owner, *, code: str = HELLO, name: str = "hello", **fields: Any):
+        submission = Submission.objects.create(owner=owner, name=name, code=code)
+        limits = services.limits_build(wall_seconds=None, memory_mb=None)
+        values: dict[str, Any] = dict(
+            wall_seconds=limits.wall_seconds,
+            memory_bytes=limits.memory_bytes,
+            stdout_limit_bytes=limits.stdout_bytes,
+            stderr_limit_bytes=limits.stderr_bytes,
+        )
+        values.update(fields)
+        return Run.objects.create(submission=submission, **values)
+
+    return _make_run
+
+
+@pytest.fixture
+def counts(db) -> Callable[[], tuple[int, int]]:
+    """counts() -> (submissions, runs): compare before/after to prove nothing was created."""
+    from evaluations.models import Run, Submission
+
+    return lambda: (Submission.objects.count(), Run.objects.count())
