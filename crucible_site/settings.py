@@ -5,6 +5,7 @@ CRUCIBLE_PRODUCTION=1 turns the unsafe defaults into start-up errors.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -97,8 +98,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    # A file, not :memory:, so the end-to-end tests' daphne and worker processes share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-crucible.sqlite3")}
+    # A file, not :memory:, so the end-to-end tests' daphne and worker processes share it; one per
+    # pytest process, so two test sessions in one checkout do not delete each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-crucible-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [

@@ -59,6 +59,12 @@ def run_execute(run_id: int) -> bool:
         services.run_fail(run_id=run_id, reason=RunReason.SANDBOX_ERROR, detail=f"sandbox unavailable: {exc}")
     except sandbox.InvalidRequest as exc:
         services.run_fail(run_id=run_id, reason=RunReason.REJECTED, detail=str(exc))
+    except (SystemExit, KeyboardInterrupt):
+        # The worker is being stopped (the engine has already torn the sandbox down). The run is
+        # not the user's fault nor finished: queue it again; the redelivered task runs it afresh.
+        logger.warning("run %s: worker stopping; the run goes back to the queue", run_id)
+        services.run_requeue(run_id=run_id)
+        raise
     except BaseException:
         logger.exception("run %s: sandbox failed", run_id)
         services.run_fail(

@@ -114,6 +114,13 @@ def run_claim(*, run_id: int) -> bool:
     )
 
 
+def run_requeue(*, run_id: int) -> bool:
+    """running → queued, when its worker stops before the run could finish."""
+    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        status=RunStatus.QUEUED, started_at=None
+    ) == 1
+
+
 def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
     """running → the result's terminal status. Only a running run can finish."""
     return (

@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""End-to-end latency of one tiny run: plain Python vs. a raw `runsc run` vs. all of Crucible.
+
+    .venv/bin/python bench/e2e_latency.py            # 30 samples of each; see bench/README.md
+
+(a) python3     `/usr/bin/python3 -c 'print(1)'` as a subprocess of this script.
+(b) runsc       a raw foreground `runsc run` of the same program (/usr/bin/python3 -u main.py with
+                print(1)) on Crucible's rootfs, with the OCI spec Crucible writes
+                (sandbox.runsc.oci_spec), then `runsc delete --force`; both are timed.
+(c) crucible    POST /api/v1/submissions/ (token auth) to a real daphne + Celery worker
+                (tests/support/stack.py) on a fresh SQLite database, then GET /api/v1/runs/<id>/
+                every 10 ms until the status is terminal; timed from before the POST until the
+                response showing the terminal status has arrived.
+
+The three are measured round-robin (a, b, c, a, b, c, ...) after a few unmeasured warm-up rounds,
+so drift in machine load hits all of them alike. The baseline is (b) from the same run: the later
+target is median(c) / median(b) <= 1.0. The script prints PASS or FAIL for it and exits 0 either
+way; it exits 1 only if a measurement itself failed (wrong output, a run that did not succeed).
+Results go to bench/results/e2e_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+
+# Re-run under the project's venv when started with another interpreter (it has Django, requests).
+if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON.exists():
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+
+sys.path.insert(0, str(REPO_ROOT))
+
+import requests  # noqa: E402
+
+from sandbox.contract import ExecRequest  # noqa: E402
+from sandbox.engine import EngineConfig  # noqa: E402
+from sandbox.images import default_recipes, host_suite, load_image  # noqa: E402
+from sandbox.runsc import RunscEngine, oci_spec  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
+
+CODE = "print(1)\n"
+EXPECTED = b"1\n"
+TARGET_RATIO = 1.0
+TERMINAL = {"succeeded", "failed", "cancelled", "error"}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"  # its own database: not `make run`'s 0, not the tests' 14
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# -- (a) plain python3 -------------------------------------------------------------------------------
+
+
+# The system interpreter, as in the sandbox's rootfs (/usr/bin/python3) — not a PATH shim such as
+# pyenv's, whose bash wrapper alone costs ~200 ms.
+PYTHON3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
+
+
+def sample_python() -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([PYTHON3, "-c", CODE], capture_output=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0 or proc.stdout != EXPECTED:
+        raise BenchError(f"python3 -c: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr!r}")
+    return took
+
+
+# -- (b) raw runsc -----------------------------------------------------------------------------------
+
+
+class RawRunsc:
+    """One OCI bundle (config.json + code/) reused by every sample; a fresh --root and id per run."""
+
+    def __init__(self, images_dir: Path, work: Path) -> None:
+        engine = RunscEngine(EngineConfig(images_dir=images_dir, state_dir=work / "unused"))
+        engine.check_binary()
+        self.runsc = shutil.which("runsc") or "runsc"
+        self.platform = engine.platform()  # what Crucible uses here (systrap when available)
+        self.version = engine.runtime_version()
+        image = load_image(images_dir, default_recipes(host_suite())["python3"])
+        self.image_digest = image.digest
+        self.work = work
+        self.bundle = work / "bundle"
+        code = self.bundle / "code"
+        code.mkdir(parents=True, mode=0o755)
+        (code / "main.py").write_text(CODE)
+        (code / "main.py").chmod(0o644)
+        self.bundle.chmod(0o711)  # the gofer reads code/ on the sandbox's behalf, as in Crucible
+        request = ExecRequest(files={"main.py": CODE.encode()})
+        (self.bundle / "config.json").write_text(json.dumps(oci_spec(request, image.rootfs, code)))
+        self.count = 0
+
+    def command(self, root: Path, *args: str) -> list[str]:
+        return [
+            self.runsc,
+            "--root", str(root),
+            "--network=none",
+            "--ignore-cgroups",
+            "--overlay2=none",
+            f"--platform={self.platform}",
+            *args,
+        ]  # fmt: skip
+
+    def sample(self) -> tuple[float, float]:
+        """(run + delete, run only) in seconds."""
+        self.count += 1
+        cid = f"cbench-{os.getpid()}-{self.count}"
+        root = self.work / f"r{self.count}"
+        root.mkdir(mode=0o700)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            self.command(root, "run", "--bundle", str(self.bundle), cid),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+        ran = time.perf_counter()
+        subprocess.run(self.command(root, "delete", "--force", cid), capture_output=True)
+        end = time.perf_counter()
+        shutil.rmtree(root, ignore_errors=True)
+        if proc.returncode != 0 or proc.stdout != EXPECTED:
+            raise BenchError(
+                f"runsc run: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr[-2000:]!r}"
+            )
+        return end - start, ran - start
+
+
+# -- (c) Crucible end to end -------------------------------------------------------------------------
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run(
+        [str(VENV_PYTHON), "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"manage.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def prepare_site(var_dir: Path, images_dir: Path, state_dir: Path, redis_url: str) -> tuple[dict[str, str], str]:
+    """A fresh SQLite database in var_dir, migrated, with one user and its API token."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "CRUCIBLE_VAR_DIR": str(var_dir),
+            "CRUCIBLE_DATABASE_URL": f"sqlite:///{var_dir / 'crucible.sqlite3'}",
+            "CRUCIBLE_REDIS_URL": redis_url,
+            "CRUCIBLE_IMAGES_DIR": str(images_dir),
+            "CRUCIBLE_SANDBOX_STATE_DIR": str(state_dir),
+            "CRUCIBLE_SANDBOX_ENGINE": "runsc",
+            "CRUCIBLE_LOG_LEVEL": "WARNING",  # no per-task log lines in the measured path
+            "DJANGO_SETTINGS_MODULE": "crucible_site.settings",
+        }
+    )
+    manage(env, "migrate", "--noinput", "-v0")
+    token = (
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token; "
+            "u = get_user_model().objects.create_user('bench'); print(Token.objects.create(user=u).key)",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    return env, token
+
+
+class CrucibleClient:
+    def __init__(self, stack: Stack, token: str, poll_seconds: float) -> None:
+        self.stack = stack
+        self.poll = poll_seconds
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {token}"
+        self.server: list[dict[str, float]] = []
+
+    def sample(self, timeout: float = 60.0) -> float:
+        start = time.perf_counter()
+        resp = self.http.post(self.stack.url("/api/v1/submissions/"), json={"name": "bench", "code": CODE}, timeout=10)
+        if resp.status_code != 201:
+            raise BenchError(f"POST /api/v1/submissions/: {resp.status_code} {resp.text[:500]}")
+        url = self.stack.url(f"/api/v1/runs/{resp.json()['id']}/")
+        next_poll = time.perf_counter()
+        while True:
+            # A GET every 10 ms (from the start of the previous one), or right away if that took longer.
+            next_poll += self.poll
+            delay = next_poll - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            resp = self.http.get(url, timeout=10)
+            if resp.status_code != 200:
+                raise BenchError(f"GET {url}: {resp.status_code} {resp.text[:500]}")
+            data = resp.json()
+            if data["status"] in TERMINAL:
+                took = time.perf_counter() - start
+                break
+            if time.perf_counter() - start > timeout:
+                raise BenchError(f"run still {data['status']} after {timeout:g}s\n{self.stack.logs()}")
+        if data["status"] != "succeeded" or data["stdout"] != EXPECTED.decode():
+            raise BenchError(f"run ended {data['status']}/{data['reason']}: {data['detail']} stdout={data['stdout']!r}")
+        self.server.append({"queue_seconds": data["queue_seconds"], "run_seconds": data["run_seconds"]})
+        return took
+
+
+def attempt(name: str, sample, failures: list[dict[str, str]], tries: int = 3):
+    """sample(), retried after a failure (each failure is recorded and printed; none is hidden)."""
+    for n in range(1, tries + 1):
+        try:
+            return sample()
+        except BenchError as exc:
+            failures.append({"which": name, "error": str(exc)[:2000]})
+            print(f"  warning: {name} sample failed (try {n} of {tries}): {str(exc)[:300]}", file=sys.stderr)
+            if n == tries:
+                raise
+
+
+# -- statistics and report ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of the samples."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "min_ms": round(min(ms), 2),
+        "median_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "max_ms": round(max(ms), 2),
+    }
+
+
+def machine_info(runsc_version: str, runsc_platform: str) -> dict[str, str | int]:
+    pretty = "unknown"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                pretty = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    try:
+        debian = Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        debian = ""
+    return {
+        "cpus": os.cpu_count() or 0,
+        "os": pretty + (f" ({debian})" if debian else ""),
+        "kernel": platform.release(),
+        "python3_for_a": PYTHON3,
+        "python3_version": subprocess.run([PYTHON3, "--version"], capture_output=True, text=True).stdout.strip(),
+        "runsc": runsc_version,
+        "runsc_platform": runsc_platform,
+        "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "git": git_describe(),
+    }
+
+
+def git_describe() -> str:
+    """The commit measured, with '+changes' when the work tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--samples", type=int, default=30, help="measured samples of each (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first (default 3)")
+    parser.add_argument("--poll-ms", type=float, default=10.0, help="GET interval for (c) (default 10 ms)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("CRUCIBLE_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help=f"Redis for the stack; its database is flushed (default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--images-dir", type=Path, default=Path(os.environ.get("CRUCIBLE_IMAGES_DIR", REPO_ROOT / "var" / "images"))
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="CRUCIBLE_SANDBOX_STATE_DIR for the worker (default: sandboxes/ in the temporary var dir)",
+    )
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "e2e_latency.json")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary var dir (database, logs)")
+    args = parser.parse_args()
+
+    import redis
+
+    if os.geteuid() != 0:
+        print("bench: runsc and the Crucible worker need root", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="cbench-"))  # short: runsc's socket paths must stay < 108 bytes
+    var_dir = work / "var"
+    var_dir.mkdir()
+    state_dir = args.state_dir or var_dir / "sandboxes"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        raw = RawRunsc(args.images_dir, work)
+        info = machine_info(raw.version, raw.platform)
+        print(
+            f"machine: {info['cpus']} CPUs, {info['os']}, kernel {info['kernel']}, {info['runsc']} "
+            f"({info['runsc_platform']}), load {info['loadavg_at_start']}",
+            flush=True,
+        )
+
+        redis.Redis.from_url(args.redis_url, socket_connect_timeout=2).flushdb()
+        env, token = prepare_site(var_dir, args.images_dir, state_dir, args.redis_url)
+        t0 = time.perf_counter()
+        with Stack(env, log_dir=var_dir / "logs", concurrency=2) as stack:
+            print(
+                f"stack up in {time.perf_counter() - t0:.1f}s at {stack.base_url} (logs: {stack.log_dir})", flush=True
+            )
+            client = CrucibleClient(stack, token, args.poll_ms / 1000)
+            failures: list[dict[str, str]] = []
+            samples: dict[str, list[float]] = {"python3": [], "runsc": [], "runsc_run_only": [], "crucible": []}
+            for i in range(args.warmup + args.samples):
+                a = attempt("python3", sample_python, failures)
+                b, b_run = attempt("runsc", raw.sample, failures)
+                c = attempt("crucible", client.sample, failures)
+                if i < args.warmup:
+                    client.server.pop()
+                    continue
+                samples["python3"].append(a)
+                samples["runsc"].append(b)
+                samples["runsc_run_only"].append(b_run)
+                samples["crucible"].append(c)
+                done = i - args.warmup + 1
+                if done % 10 == 0 or done == args.samples:
+                    print(f"  {done}/{args.samples}", flush=True)
+            server = {
+                "queue_seconds": summary([s["queue_seconds"] for s in client.server]),
+                "run_seconds": summary([s["run_seconds"] for s in client.server]),
+            }
+    except BenchError as exc:
+        print(f"bench: measurement failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    info["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    stats = {name: summary(values) for name, values in samples.items()}
+    ratio = stats["crucible"]["median_ms"] / stats["runsc"]["median_ms"]
+    passed = ratio <= TARGET_RATIO
+
+    rows = [
+        ("(a) python3 -c 'print(1)'", stats["python3"]),
+        ("(b) runsc run + delete  [baseline]", stats["runsc"]),
+        ("    runsc run only", stats["runsc_run_only"]),
+        ("(c) Crucible REST, submit → terminal", stats["crucible"]),
+        ("    server: queued → started", server["queue_seconds"]),
+        ("    server: started → finished", server["run_seconds"]),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'':{width}}  {'min':>9} {'median':>9} {'p95':>9}   (ms, n={args.samples})")
+    for label, s in rows:
+        print(f"{label:{width}}  {s['min_ms']:9.1f} {s['median_ms']:9.1f} {s['p95_ms']:9.1f}")
+    print()
+    print(
+        f"(c)/(b) at the median: {ratio:.2f}   (c) - (b) at the median: "
+        f"{stats['crucible']['median_ms'] - stats['runsc']['median_ms']:.0f} ms"
+    )
+    print(f"target (c)/(b) <= {TARGET_RATIO:g} at the median: {'PASS' if passed else 'FAIL'}")
+    if failures:
+        print(f"note: {len(failures)} sample(s) failed and were retried; see failed_samples_retried in the JSON")
+
+    result = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": info,
+        "samples": args.samples,
+        "warmup_rounds": args.warmup,
+        "poll_ms": args.poll_ms,
+        "database": "sqlite (fresh, WAL)",
+        "code": CODE,
+        "stats_ms": stats,
+        "crucible_server_side_ms": server,
+        "ratio_c_over_b_median": round(ratio, 3),
+        "failed_samples_retried": failures,
+        "target": {"ratio_max": TARGET_RATIO, "passed": passed},
+        "raw_seconds": {k: [round(v, 6) for v in vals] for k, vals in samples.items()},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
