@@ -677,7 +677,14 @@ def test_sweep_leaves_other_files_in_the_state_dir_alone(engine: ExecutionEngine
         other.rmdir()
 
 
-def test_sweep_is_safe_while_a_run_is_live(engine: ExecutionEngine) -> None:
+@pytest.mark.parametrize("sweeper", ["same engine", "engine with another state dir"])
+def test_sweep_spares_a_live_run(engine: ExecutionEngine, tmp_path: Path, sweeper: str) -> None:
+    other_config = EngineConfig(
+        images_dir=engine.config.images_dir,
+        state_dir=tmp_path / "other-state",
+        cgroup_parent=engine.config.cgroup_parent,
+    )
+    sweeping = engine if sweeper == "same engine" else get_engine("runsc", other_config)
     out: dict[str, ExecResult] = {}
     thread = threading.Thread(
         target=lambda: out.setdefault("r", engine.execute(make_request("import time; time.sleep(2); print('ok')")))
@@ -688,32 +695,7 @@ def test_sweep_is_safe_while_a_run_is_live(engine: ExecutionEngine) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(0.5)
-    engine.sweep()
-    thread.join()
-    result = out["r"]
-    assert (result.status, result.stdout.data) == (Status.SUCCEEDED, b"ok\n"), result
-
-
-def test_sweep_by_another_engine_spares_a_live_run(engine: ExecutionEngine, tmp_path: Path) -> None:
-    other = get_engine(
-        "runsc",
-        EngineConfig(
-            images_dir=engine.config.images_dir,
-            state_dir=tmp_path / "other-state",
-            cgroup_parent=engine.config.cgroup_parent,
-        ),
-    )
-    out: dict[str, ExecResult] = {}
-    thread = threading.Thread(
-        target=lambda: out.setdefault("r", engine.execute(make_request("import time; time.sleep(2); print('ok')")))
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not cgroups.leftover_names(engine.config.cgroup_parent):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.5)
-    other.sweep()
+    sweeping.sweep()
     thread.join()
     result = out["r"]
     assert (result.status, result.stdout.data) == (Status.SUCCEEDED, b"ok\n"), result
