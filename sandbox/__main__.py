@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build-image":
-            for recipe in default_recipes(host_suite()).values():
+            for recipe in {r.key: r for r in default_recipes(host_suite()).values()}.values():
                 image = build_image(args.images_dir, recipe, log=lambda m: print(m, file=sys.stderr))
                 print(f"{image.name} {image.digest} {image.rootfs}")
             return 0

@@ -132,7 +132,7 @@ class ExecRequest:
     stdin: bytes = b""
     # Only these variables exist inside the sandbox: the worker's own environment never does.
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    image: str = "python3"
+    image: str = "python3"  # an image name (python3.11, ...) or "python3" for the default one
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -56,8 +56,20 @@ class Image:
     digest: str
 
 
+# The Python that each Debian release ships; images are named after it (python3.11, ...).
+PYTHON_BY_SUITE = {"bookworm": "3.11", "trixie": "3.13"}
+# The name requests use when they do not care which Python: the host release's one.
+DEFAULT_IMAGE = "python3"
+
+
 def default_recipes(suite: str) -> dict[str, ImageRecipe]:
-    return {"python3": ImageRecipe(name="python3", suite=suite, packages=("python3",))}
+    """Image recipes by name; DEFAULT_IMAGE is an alias of the release's Python image."""
+    python = ImageRecipe(
+        name=f"python{PYTHON_BY_SUITE.get(suite, '3')}",
+        suite=suite,
+        packages=("python3", "python3-numpy"),
+    )
+    return {python.name: python, DEFAULT_IMAGE: python}
 
 
 def host_suite() -> str:

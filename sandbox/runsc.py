@@ -34,7 +34,7 @@ from sandbox.contract import (
 )
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, InvalidRequest
-from sandbox.images import Image, default_recipes, host_suite, load_image
+from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
 
 SANDBOX_UID = 65534  # nobody
 READ_CHUNK = 64 * 1024
@@ -79,7 +79,7 @@ class RunscEngine(ExecutionEngine):
                 "memory and CPU limits (rootless mode), so Crucible refuses to run"
             )
         cgroups.layout()
-        self._image("python3")
+        self._image(DEFAULT_IMAGE)
 
     def runtime_version(self) -> str:
         if self._version is None:
