@@ -122,6 +122,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_str("CRUCIBLE_STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True  # serve straight from static/ without a collectstatic step
 
+# Run output and metric samples, appended by workers with byte offsets, read by the web side.
+# A FileSystemStorage: several hosts share it as a common volume.
+CRUCIBLE_LOGS_DIR = Path(env_str("CRUCIBLE_LOGS_DIR", str(VAR_DIR / "logs")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "logs": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(CRUCIBLE_LOGS_DIR)},
+    },
+}
+
 # Request bodies: code is capped at 1 MiB; the body may carry a little more (multipart framing).
 CRUCIBLE_MAX_CODE_BYTES = env_int("CRUCIBLE_MAX_CODE_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CRUCIBLE_MAX_CODE_BYTES * 3

@@ -1,8 +1,151 @@
-from channels.generic.websocket import WebsocketConsumer
+"""Websocket consumers: authenticate, authorize, join a group, replay, relay. Protocol in
+docs/live-runs.md. They only read; every write happens in services."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, WebsocketConsumer
+from django.http import Http404
+
+from evaluations import logstore, realtime, selectors
+
+REPLAY_READ_BYTES = 1024 * 1024
+METRICS_PER_FRAME = 400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_BAD_REQUEST = 4400
+
+
+def parse_offsets(query_string: bytes) -> dict[str, int]:
+    """`stdout=N&stderr=M`, whole numbers ≥ 0; anything else is ValueError."""
+    try:
+        query = parse_qs(query_string.decode("ascii"), strict_parsing=False, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("bad query string") from exc
+    offsets = {}
+    for stream in logstore.STREAMS:
+        values = query.pop(stream, ["0"])
+        if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 18:
+            raise ValueError(f"{stream} must be a whole number of bytes")
+        offsets[stream] = int(values[0])
+    if query:
+        raise ValueError(f"unknown parameters: {', '.join(sorted(query))}")
+    return offsets
+
+
+class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
+    async def _refuse_unless_allowed(self) -> bool:
+        """Accept, then close with a code if the caller may not be here; True if refused.
+        (Closing before accept would turn every refusal into the same HTTP 403.)"""
+        reject = self.scope.get("crucible_reject")
+        user = self.scope.get("user")
+        if reject is None and (user is None or not user.is_authenticated):
+            reject = CLOSE_UNAUTHENTICATED
+        if reject is not None:
+            await self.accept()
+            await self.close(code=reject)
+            return True
+        return False
+
+    async def receive_json(self, content, **kwargs) -> None:
+        pass  # clients need not send anything; whatever they send is ignored
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        pass  # not even parsed: a malformed frame must not close the socket
+
+    async def run_status(self, event) -> None:
+        await self.send_json(event["payload"])
+
+
+class RunConsumer(_AuthenticatedConsumer):
+    async def connect(self) -> None:
+        if await self._refuse_unless_allowed():
+            return
+        try:
+            self.sent = parse_offsets(self.scope.get("query_string", b""))
+            self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        except ValueError:
+            await self.accept()
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        try:
+            await database_sync_to_async(selectors.run_get_visible)(user=self.scope["user"], run_id=self.run_id)
+        except Http404:
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND)  # the same for "no such run" and "not yours"
+            return
+        self.group = realtime.run_group(self.run_id)
+        # Join first, read the store second: every byte published from now on is either in what
+        # we read or in a live message (workers store before they publish), so nothing is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for stream in logstore.STREAMS:
+            await self._replay(stream)
+        await self.send_json(await database_sync_to_async(self._status_payload)())
+        samples = await sync_to_async(logstore.metrics_read)(self.run_id)
+        for i in range(0, len(samples), METRICS_PER_FRAME):
+            await self.send_json({"type": "metrics", "samples": samples[i : i + METRICS_PER_FRAME]})
+
+    async def disconnect(self, code) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    def _status_payload(self) -> dict:
+        run = selectors.run_get_visible(user=self.scope["user"], run_id=self.run_id)
+        return selectors.run_status_payload(run=run)
+
+    async def _replay(self, stream: str, until: int | None = None) -> None:
+        """Send stored bytes from what the client has up to `until` (or the end)."""
+        while until is None or self.sent[stream] < until:
+            want = REPLAY_READ_BYTES if until is None else min(REPLAY_READ_BYTES, until - self.sent[stream])
+            data = await sync_to_async(logstore.log_read)(self.run_id, stream, self.sent[stream], want)
+            if not data:
+                return
+            for frame in realtime.output_frames(stream, self.sent[stream], data):
+                await self.send_json(frame)
+            self.sent[stream] += len(data)
+
+    async def run_output(self, event) -> None:
+        message = event["payload"]
+        stream, offset = message["stream"], message["offset"]
+        data = base64.b64decode(message["data"])
+        have = self.sent[stream]
+        if offset + len(data) <= have:
+            return  # already sent by the replay
+        if offset > have:
+            await self._replay(stream, until=offset)  # a dropped live message: fill from the store
+            if self.sent[stream] < offset:
+                return
+            have = self.sent[stream]
+        rest = data[have - offset :]
+        await self.send_json(realtime.output_message(stream, have, rest))
+        self.sent[stream] = have + len(rest)
+
+    async def run_metrics(self, event) -> None:
+        await self.send_json(event["payload"])
+
+
+class RunListConsumer(_AuthenticatedConsumer):
+    async def connect(self) -> None:
+        if await self._refuse_unless_allowed():
+            return
+        self.group = realtime.user_group(self.scope["user"].pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
 
 
 class RejectConsumer(WebsocketConsumer):
     """Catch-all: closes unknown websocket paths with 4404 instead of a daphne 500."""
 
     def connect(self) -> None:
-        self.close(code=4404)
+        self.accept()
+        self.close(code=CLOSE_NOT_FOUND)

@@ -48,13 +48,14 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    # Output is arbitrary bytes (NUL, invalid UTF-8): stored as bytes, decoded only for display.
-    stdout = models.BinaryField(default=b"")
-    stderr = models.BinaryField(default=b"")
+    # The output itself lives in the log store (evaluations/logstore.py), with byte offsets.
     stdout_bytes = models.BigIntegerField(default=0)  # written by the program, may exceed what is kept
     stderr_bytes = models.BigIntegerField(default=0)
     stdout_truncated = models.BooleanField(default=False)
     stderr_truncated = models.BooleanField(default=False)
+
+    # Set by a cancel request; the worker running the sandbox watches it.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     engine = models.CharField(max_length=32, blank=True, default="")
     runtime_version = models.CharField(max_length=200, blank=True, default="")

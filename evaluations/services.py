@@ -104,55 +104,51 @@ def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
     return run
 
 
+def _transition(run_id: int, from_status: str, **fields) -> bool:
+    """The one way a run changes status: a conditional UPDATE; on success the change is published
+    to the run's websocket group once committed. False if the run was not in `from_status`."""
+    changed = Run.objects.filter(pk=run_id, status=from_status).update(**fields) == 1
+    if changed:
+        _publish_status_on_commit(run_id)
+    return changed
+
+
 def run_claim(*, run_id: int) -> bool:
     """queued → running. False if the run is not queued (already claimed, finished or gone)."""
-    return (
-        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=timezone.now()
-        )
-        == 1
-    )
+    return _transition(run_id, RunStatus.QUEUED, status=RunStatus.RUNNING, started_at=timezone.now())
 
 
 def run_requeue(*, run_id: int) -> bool:
     """running → queued, when its worker stops before the run could finish."""
-    return Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        status=RunStatus.QUEUED, started_at=None
-    ) == 1
+    return _transition(run_id, RunStatus.RUNNING, status=RunStatus.QUEUED, started_at=None)
 
 
 def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
     """running → the result's terminal status. Only a running run can finish."""
-    return (
-        Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-            status=result.status.value,
-            reason=result.reason.value if result.reason else None,
-            detail=result.detail,
-            exit_code=result.exit_code,
-            finished_at=timezone.now(),
-            cpu_seconds=result.usage.cpu_seconds,
-            peak_memory_bytes=result.usage.peak_memory_bytes,
-            stdout=result.stdout.data,
-            stderr=result.stderr.data,
-            stdout_bytes=result.stdout.bytes_written,
-            stderr_bytes=result.stderr.bytes_written,
-            stdout_truncated=result.stdout.truncated,
-            stderr_truncated=result.stderr.truncated,
-            engine=result.engine,
-            runtime_version=result.runtime_version[:200],
-            image_digest=result.image_digest,
-        )
-        == 1
+    return _transition(
+        run_id,
+        RunStatus.RUNNING,
+        status=result.status.value,
+        reason=result.reason.value if result.reason else None,
+        detail=result.detail,
+        exit_code=result.exit_code,
+        finished_at=timezone.now(),
+        cpu_seconds=result.usage.cpu_seconds,
+        peak_memory_bytes=result.usage.peak_memory_bytes,
+        stdout_bytes=result.stdout.bytes_written,
+        stderr_bytes=result.stderr.bytes_written,
+        stdout_truncated=result.stdout.truncated,
+        stderr_truncated=result.stderr.truncated,
+        engine=result.engine,
+        runtime_version=result.runtime_version[:200],
+        image_digest=result.image_digest,
     )
 
 
 def run_fail(*, run_id: int, reason: str, detail: str, from_status: str = RunStatus.RUNNING) -> bool:
     """Our fault (infrastructure): end the run as `error` with a reason the user can read."""
-    return (
-        Run.objects.filter(pk=run_id, status=from_status).update(
-            status=RunStatus.ERROR, reason=reason, detail=detail, finished_at=timezone.now()
-        )
-        == 1
+    return _transition(
+        run_id, from_status, status=RunStatus.ERROR, reason=reason, detail=detail, finished_at=timezone.now()
     )
 
 
@@ -174,12 +170,69 @@ def run_reap_lost(*, now=None) -> int:
     ).values_list("pk", "started_at", "wall_seconds")
     for pk, started_at, wall in candidates:
         if started_at + timedelta(seconds=wall + LOST_RUN_GRACE_SECONDS) < now:
-            reaped += Run.objects.filter(pk=pk, status=RunStatus.RUNNING, started_at=started_at).update(
+            count = Run.objects.filter(pk=pk, status=RunStatus.RUNNING, started_at=started_at).update(
                 status=RunStatus.ERROR,
                 reason=RunReason.WORKER_LOST,
                 detail="the worker running this was lost; run it again",
                 finished_at=now,
             )
+            if count:
+                _publish_status_on_commit(pk)
+            reaped += count
     if reaped:
         logger.warning("marked %d lost run(s) as error/worker_lost", reaped)
     return reaped
+
+
+class RunNotCancellable(Exception):
+    """The run has already ended."""
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a queued run at once; ask the worker to stop a running one (it ends within 1 s)."""
+    for _ in range(3):  # the run may move on between the two conditional updates: look again
+        now = timezone.now()
+        if _transition(
+            run.pk,
+            RunStatus.QUEUED,
+            status=RunStatus.CANCELLED,
+            reason=RunReason.CANCELLED,
+            detail="cancelled before it started",
+            cancel_requested_at=now,
+            finished_at=now,
+        ):
+            break
+        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested_at=now):
+            break
+        run.refresh_from_db()
+        if run.is_terminal:
+            raise RunNotCancellable(f"run {run.pk} has already ended ({run.status})")
+    run.refresh_from_db()
+    return run
+
+
+def run_cancel_requested(*, run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+
+
+def run_rerun(*, run: Run, wall_seconds: float | None = None, memory_mb: int | None = None) -> Run:
+    """A new run of the same submission, with the given run's limits unless others are given."""
+    limits = limits_build(
+        wall_seconds=run.wall_seconds if wall_seconds is None else wall_seconds,
+        memory_mb=run.memory_bytes // MiB if memory_mb is None else memory_mb,
+    )
+    with transaction.atomic():
+        return _run_create(submission=run.submission, limits=limits)
+
+
+def _publish_status_on_commit(run_id: int) -> None:
+    def publish() -> None:
+        from evaluations import realtime, selectors
+
+        run = Run.objects.select_related("submission").filter(pk=run_id).first()
+        if run is not None:
+            realtime.publish_status(
+                run_id=run_id, owner_id=run.submission.owner_id, payload=selectors.run_status_payload(run=run)
+            )
+
+    transaction.on_commit(publish)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
+import sandbox
 from evaluations import selectors, services
 from evaluations.forms import SubmissionForm
-from evaluations.output import output_for_display
 from evaluations.uploads import code_from_upload
 
 
@@ -22,12 +25,41 @@ def run_list(request):
 @login_required
 def run_detail(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    context = {
-        "run": run,
-        "stdout": output_for_display(run.stdout),
-        "stderr": output_for_display(run.stderr),
+    page = {
+        "run_id": run.pk,
+        "status": run.status,
+        "terminal": run.is_terminal,
+        "ws_path": f"/ws/runs/{run.pk}/",
+        "logs_url": reverse("api-run-logs", args=[run.pk]),
+        "metrics_url": reverse("api-run-metrics", args=[run.pk]),
+        "api_url": reverse("api-run-detail", args=[run.pk]),
+        "cancel_url": reverse("run-cancel", args=[run.pk]),
+        "rerun_url": reverse("run-rerun", args=[run.pk]),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "memory_limit_bytes": run.memory_bytes,
+        "cpu_cores": sandbox.Limits.cpu_cores,
     }
-    return render(request, "evaluations/run_detail.html", context)
+    return render(request, "evaluations/run_detail.html", {"run": run, "page": page})
+
+
+@login_required
+@require_POST
+def run_cancel(request, run_id: int):
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    try:
+        services.run_cancel(run=run)
+    except services.RunNotCancellable:
+        messages.info(request, "The run had already ended.")
+    return redirect("run-detail", run_id=run.pk)
+
+
+@login_required
+@require_POST
+def run_rerun(request, run_id: int):
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    new_run = services.run_rerun(run=run)
+    return redirect("run-detail", run_id=new_run.pk)
 
 
 @login_required

@@ -108,7 +108,9 @@ def make_run(db) -> Callable[..., Any]:
     from evaluations import services
     from evaluations.models import Run, Submission
 
-    def _make_run(owner, *, code: str = HELLO, name: str = "hello", **fields: Any):
+    def _make_run(owner, *, code: str = HELLO, name: str = "hello", stdout: bytes = b"", stderr: bytes = b"", **fields):
+        from evaluations.logstore import RunLogWriter
+
         submission = Submission.objects.create(owner=owner, name=name, code=code)
         limits = services.limits_build(wall_seconds=None, memory_mb=None)
         values: dict[str, Any] = dict(
@@ -118,7 +120,13 @@ def make_run(db) -> Callable[..., Any]:
             stderr_limit_bytes=limits.stderr_bytes,
         )
         values.update(fields)
-        return Run.objects.create(submission=submission, **values)
+        run = Run.objects.create(submission=submission, **values)
+        if stdout or stderr:  # output lives in the log store, as a worker would have written it
+            writer = RunLogWriter(run.pk)
+            writer.append("stdout", 0, stdout)
+            writer.append("stderr", 0, stderr)
+            writer.close()
+        return run
 
     return _make_run
 

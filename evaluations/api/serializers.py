@@ -6,6 +6,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
+from evaluations import logstore, selectors
 from evaluations.models import Run
 from evaluations.output import output_for_api
 
@@ -48,7 +49,7 @@ def run_output(run: Run, request) -> dict:
     def absolute(name: str) -> str:
         return request.build_absolute_uri(reverse(name, args=[run.pk]))
 
-    stdout, stderr = bytes(run.stdout), bytes(run.stderr)
+    stdout, stderr = logstore.log_read(run.pk, "stdout"), logstore.log_read(run.pk, "stderr")
     return {
         "id": run.pk,
         "url": absolute("run-detail"),
@@ -58,7 +59,11 @@ def run_output(run: Run, request) -> dict:
             "name": run.submission.name,
             "created": run.submission.created,
         },
+        "logs_url": absolute("api-run-logs"),
+        "metrics_url": absolute("api-run-metrics"),
+        "websocket_path": f"/ws/runs/{run.pk}/",
         "status": run.status,
+        "queue_position": selectors.run_queue_position(run=run),
         "reason": run.reason,
         "detail": run.detail,
         "exit_code": run.exit_code,
@@ -81,3 +86,15 @@ def run_output(run: Run, request) -> dict:
         "runtime_version": run.runtime_version,
         "image_digest": run.image_digest,
     }
+
+
+class RerunInput(serializers.Serializer):
+    wall_seconds = StrictFloatField(required=False)
+    memory_mb = serializers.IntegerField(required=False)
+
+
+class LogsQuery(serializers.Serializer):
+    stream = serializers.ChoiceField(choices=["stdout", "stderr"])
+    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=64 * MiB, required=False)
+    download = serializers.BooleanField(default=False)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evaluations import selectors, services
-from evaluations.api.serializers import SubmissionInput, run_output
+from evaluations import logstore, selectors, services
+from evaluations.api.serializers import LogsQuery, RerunInput, SubmissionInput, run_output
 from evaluations.uploads import code_from_upload
 
 
@@ -57,3 +58,52 @@ class RunDetailApi(APIView):
     def get(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
         return Response(run_output(run, request))
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class RunCancelApi(APIView):
+    def post(self, request, run_id: int):
+        run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        try:
+            run = services.run_cancel(run=run)
+        except services.RunNotCancellable as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(run_output(run, request), status=status.HTTP_202_ACCEPTED)
+
+
+class SubmissionRerunApi(APIView):
+    def post(self, request, submission_id: int):
+        latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
+        reject_unknown_fields(request.data, set(RerunInput().fields))
+        form = RerunInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        run = services.run_rerun(run=latest, **form.validated_data)
+        return Response(run_output(run, request), status=status.HTTP_201_CREATED)
+
+
+class RunLogsApi(APIView):
+    def get(self, request, run_id: int):
+        run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        reject_unknown_fields(request.query_params, set(LogsQuery().fields))
+        query = LogsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        stream, offset = query.validated_data["stream"], query.validated_data["offset"]
+        data = logstore.log_read(run.pk, stream, offset, query.validated_data.get("limit"))
+        response = HttpResponse(data, content_type="application/octet-stream")
+        response["X-Crucible-Offset"] = str(offset)
+        response["X-Crucible-Next-Offset"] = str(offset + len(data))
+        response["X-Crucible-Size"] = str(logstore.log_size(run.pk, stream))
+        response["X-Crucible-Complete"] = "true" if run.is_terminal else "false"
+        if query.validated_data["download"]:
+            response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{stream}.log"'
+        return response
+
+
+class RunMetricsApi(APIView):
+    def get(self, request, run_id: int):
+        run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        return Response({"samples": logstore.metrics_read(run.pk)})

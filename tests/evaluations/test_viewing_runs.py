@@ -17,8 +17,10 @@ def test_the_run_page_shows_my_run(client, user, make_run) -> None:
     assert response.status_code == 200
     html = response.content.decode()
     assert f"Run #{run.pk} · mine" in html
-    assert '<pre class="output" id="stdout">hello\n</pre>' in html
     assert 'data-status="succeeded"' in html
+    # The output itself reaches the page over the websocket replay, never inlined in the HTML.
+    assert "hello\n" not in html
+    assert f'"logs_url": "/api/v1/runs/{run.pk}/logs/"' in html
 
 
 def test_another_users_run_page_is_not_found(client, other_user, make_run) -> None:
@@ -38,18 +40,19 @@ def test_an_unfinished_run_page_refreshes_itself_and_a_finished_one_does_not(cli
     assert 'http-equiv="refresh"' not in client.get(f"/runs/{done.pk}/").content.decode()
 
 
-def test_the_run_page_shows_hostile_output_as_escaped_text(client, user, make_run) -> None:
+def test_hostile_output_never_reaches_the_html_and_downloads_as_inert_bytes(client, user, make_run) -> None:
     stdout = b"<script>alert(1)</script>\nnul:\x00 esc:\x1b[31mred\x1b[0m bad:\xff\xfe\n"
     stderr = b"</pre><img src=x onerror=alert(2)>"
     run = make_run(user, status=RunStatus.SUCCEEDED, stdout=stdout, stderr=stderr)
 
     html = client.get(f"/runs/{run.pk}/").content.decode()
+    logs = client.get(f"/api/v1/runs/{run.pk}/logs/?stream=stdout&download=1")
 
-    assert "<script>alert(1)</script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
-    assert "\x00" not in html and "\x1b" not in html
-    assert r"nul:\x00 esc:\x1b[31mred\x1b[0m bad:\xff\xfe" in html
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert logs.content == stdout
+    assert logs["Content-Type"] == "application/octet-stream"
+    assert logs["X-Content-Type-Options"] == "nosniff"
+    assert logs["Content-Disposition"] == f'attachment; filename="run-{run.pk}-stdout.log"'
 
 
 def test_the_run_page_escapes_the_code_and_the_name(client, user, make_run) -> None:

@@ -1,0 +1,166 @@
+"""Publishing run events to websocket clients, from workers and from the web side.
+
+All channel-layer traffic of a process goes through one background event loop, so the Redis
+connections are reused and a publish never blocks the sandbox's output pump for long. Output
+chunks are batched (flushed every FLUSH_SECONDS or at FLUSH_BYTES) and sent in one call;
+every byte is in the log store before its message is sent (docs/live-runs.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from evaluations.logstore import RunLogWriter
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.05
+FLUSH_BYTES = 64 * 1024
+# A websocket frame must stay well under daphne's 1 MiB limit; base64 grows data by 4/3.
+FRAME_BYTES = 48 * 1024
+SEND_TIMEOUT = 5.0
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def output_message(stream: str, offset: int, data: bytes) -> dict[str, Any]:
+    return {"type": "output", "stream": stream, "offset": offset, "data": base64.b64encode(data).decode()}
+
+
+def output_frames(stream: str, offset: int, data: bytes) -> list[dict[str, Any]]:
+    return [output_message(stream, offset + i, data[i : i + FRAME_BYTES]) for i in range(0, len(data), FRAME_BYTES)]
+
+
+class _Loop:
+    """One event loop thread per process for channel-layer sends."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _pid: int | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        import os
+
+        with cls._lock:
+            # A forked Celery child must not use its parent's loop thread (it does not exist here).
+            if cls._loop is None or cls._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="crucible-realtime", daemon=True).start()
+                cls._loop, cls._pid = loop, os.getpid()
+            return cls._loop
+
+
+def send(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send (group, event) pairs in order, in one hop to the loop. Failures are logged, not raised:
+    live delivery is best effort, the log store is the record."""
+    if not messages:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def _send() -> None:
+        for group, event in messages:
+            await layer.group_send(group, event)
+
+    try:
+        asyncio.run_coroutine_threadsafe(_send(), _Loop.get()).result(timeout=SEND_TIMEOUT)
+    except Exception:
+        logger.warning("could not publish %d live message(s)", len(messages), exc_info=True)
+
+
+def status_event(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "run.status", "payload": payload}
+
+
+def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any]) -> None:
+    send([(run_group(run_id), status_event(payload)), (user_group(owner_id), status_event({"id": run_id, **payload}))])
+
+
+class RunPublisher:
+    """Stores and publishes one run's output and metric samples while it runs."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.group = run_group(run_id)
+        self.store = RunLogWriter(run_id)
+        self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._flusher, name=f"run-{run_id}-publisher", daemon=True)
+        self._thread.start()
+
+    # Called from the sandbox's pump thread: must be quick.
+    def output(self, stream: str, offset: int, data: bytes) -> None:
+        self.store.append(stream, offset, data)
+        with self._cond:
+            last = self._pending[-1] if self._pending else None
+            if (
+                last is not None
+                and last["kind"] == "output"
+                and last["stream"] == stream
+                and last["offset"] + len(last["data"]) == offset
+            ):
+                last["data"] += data  # merge adjacent chunks of a stream into one message
+            else:
+                self._pending.append({"kind": "output", "stream": stream, "offset": offset, "data": bytearray(data)})
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= FLUSH_BYTES:
+                self._cond.notify()
+
+    def metrics(self, sample: dict[str, Any]) -> None:
+        self.store.append_metrics(sample)
+        with self._cond:
+            self._pending.append({"kind": "metrics", "sample": sample})
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Flush everything still pending and stop; call before publishing the final status."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=SEND_TIMEOUT * 2)
+        self.store.close()
+
+    def _flusher(self) -> None:
+        while True:
+            with self._cond:
+                if not self._closed and self._pending_bytes < FLUSH_BYTES:
+                    self._cond.wait(timeout=FLUSH_SECONDS)
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                closed = self._closed
+            self._send(batch)
+            if closed:
+                with self._cond:
+                    batch, self._pending = self._pending, []
+                self._send(batch)
+                return
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        messages: list[tuple[str, dict[str, Any]]] = []
+        samples = []
+        for item in batch:
+            if item["kind"] == "output":
+                for frame in output_frames(item["stream"], item["offset"], bytes(item["data"])):
+                    messages.append((self.group, {"type": "run.output", "payload": frame}))
+            else:
+                samples.append(item["sample"])
+        if samples:
+            messages.append((self.group, {"type": "run.metrics", "payload": {"type": "metrics", "samples": samples}}))
+        send(messages)
