@@ -4,7 +4,14 @@
 set -euo pipefail
 
 want_chromium=0
-[[ "${1:-}" == "--with-chromium" ]] && want_chromium=1
+want_docker=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-chromium) want_chromium=1 ;;
+    --with-docker) want_docker=1 ;;
+    *) echo "system-deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -16,6 +23,9 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 have make || missing+=(make)
 if (( want_chromium )); then
   have chromium || missing+=(chromium)
+fi
+if (( want_docker )); then
+  have dockerd || missing+=(docker.io)
 fi
 (( ${#missing[@]} == 0 )) && exit 0
 

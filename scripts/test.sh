@@ -11,11 +11,19 @@ if [[ "${CI:-}" == "true" ]]; then
   export CRUCIBLE_DATABASE_URL="${CRUCIBLE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/crucible}"
 fi
 
-ensure_system
+ensure_system --with-chromium
 ensure_venv requirements-test.txt
 ensure_image
 ensure_redis "$CRUCIBLE_REDIS_URL"
 trap stop_started_redis EXIT
 
 say "tests (database: ${CRUCIBLE_DATABASE_URL:-embedded SQLite})"
-"$VENV/bin/pytest" "$@"
+if [[ $# -gt 0 ]]; then
+  exec "$VENV/bin/pytest" "$@"
+fi
+# Sync Playwright and pytest-asyncio clash in one process: the browser tests run on their own.
+status=0
+"$VENV/bin/pytest" --ignore=tests/browser || status=$?
+say "browser tests (Chromium)"
+"$VENV/bin/pytest" tests/browser -p no:asyncio || status=$?
+exit $status
