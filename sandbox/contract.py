@@ -168,6 +168,9 @@ def check_relative_path(name: str) -> None:
 class Usage:
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    # The most tasks (processes plus threads: what `Limits.processes` counts) seen at once inside
+    # the sandbox. Sampled, so a brief peak between samples can be missed; None if never sampled.
+    peak_processes: int | None = None
 
 
 @dataclass(frozen=True)

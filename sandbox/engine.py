@@ -18,6 +18,8 @@ class MetricSample:
     elapsed_seconds: float
     cpu_seconds: float | None
     memory_bytes: int | None
+    # Tasks (processes plus threads) of the user's program, as `Limits.processes` counts them;
+    # None until the engine has a first reading.
     processes: int | None
 
 

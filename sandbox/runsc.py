@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import secrets
-import selectors
 import shutil
 import subprocess
 import threading
@@ -28,26 +27,27 @@ from sandbox.contract import (
     Reason,
     Status,
     Stream,
-    StreamResult,
     Timings,
     Usage,
 )
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, InvalidRequest
+from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
+from sandbox.process_count import ProcessSamples
+from sandbox.pump import METRICS_EVERY, OutputPump
 
 SANDBOX_UID = 65534  # nobody
-READ_CHUNK = 64 * 1024
-POLL_SECONDS = 0.05
-METRICS_EVERY = 0.5
 # The sentry and gofer live in the run's cgroup and use memory of their own; without this headroom
 # a small memory limit would kill the sandbox before user code allocates anything.
 SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
-KILL_GRACE_SECONDS = 0.5
 RUN_PREFIX = "crucible-"
-# Files of ours that the sandboxed interpreter loads at start-up (read-only inside).
-GUEST_DIR = Path(__file__).resolve().parent / "guest"
-GUEST_MOUNT = "/opt/crucible"
+# The guest's process count is first read as soon as the sandbox exists, so even a print(1) gets a
+# value (a query costs ~15 ms of CPU, the same whether it is sent at boot or 100 ms later, when a
+# short run is exiting and it fails), then every METRICS_EVERY, or PROCESS_SAMPLE_FAST near the limit.
+FIRST_PROCESS_SAMPLE = 0.0
+PROCESS_SAMPLE_FAST = 0.1
+PROCESS_SAMPLE_TIMEOUT = 2.0
 
 INSTALL_HINT = (
     "runsc (gVisor) is not installed. On Debian 12: add the bookworm-backports suite and "
@@ -225,8 +225,81 @@ class RunscEngine(ExecutionEngine):
                     cg.remove(timeout=0)
 
 
+class _GuestProcesses:
+    """The guest's task count (processes and threads), sampled with `runsc events --stats`.
+
+    Under gVisor the host cgroup's pids.current counts the sentry's threads, not the user's
+    processes; the sandbox's own pids counter is what RLIMIT_NPROC limits. One query costs ~30 ms
+    wall and ~17 ms CPU, so it runs as a child process that later pump iterations collect: the
+    output pump never waits for it.
+    """
+
+    def __init__(self, command: list[str], limit: int) -> None:
+        self.command = command
+        self.counts = ProcessSamples(limit)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.launched_at = 0.0
+        self.next_at: float | None = None
+
+    def booted(self, now: float) -> None:
+        self.next_at = now + FIRST_PROCESS_SAMPLE
+
+    def poll(self, now: float, *, launch: bool) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                if now - self.launched_at > PROCESS_SAMPLE_TIMEOUT:
+                    self._abandon()
+                return
+            self._collect()
+        if launch and self.next_at is not None and now >= self.next_at:
+            self.launched_at = now
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                close_fds=True,
+            )
+            self.next_at = now + (PROCESS_SAMPLE_FAST if self.counts.near_limit else METRICS_EVERY)
+
+    def finish(self) -> None:
+        """Collect a query still in flight (the sandbox has exited: it answers or fails at once)."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=PROCESS_SAMPLE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._abandon()
+            return
+        self._collect()
+
+    def _collect(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.proc.stdout.close()
+        ok = self.proc.returncode == 0
+        self.proc = None
+        if not ok:
+            return  # not created yet, or already gone
+        try:
+            count = json.loads(out)["data"]["pids"]["current"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if isinstance(count, int):
+            self.counts.add(self.launched_at, count)
+
+    def _abandon(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+
 class _Run:
-    """One live `runsc run`: pumps output, enforces wall time, output caps and cancellation."""
+    """One live `runsc run`, driven by the shared OutputPump; builds the ExecResult."""
 
     def __init__(
         self,
@@ -242,18 +315,15 @@ class _Run:
         self.engine, self.run_id, self.workdir = engine, run_id, workdir
         self.request, self.cgroup = request, cgroup
         self.on_output, self.on_metrics, self.cancel = on_output, on_metrics, cancel
-        self.caps = {Stream.STDOUT: request.limits.stdout_bytes, Stream.STDERR: request.limits.stderr_bytes}
-        self.kept = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
-        self.written = {Stream.STDOUT: 0, Stream.STDERR: 0}
-        self.kill_reason: Reason | None = None
-        self.killed_at: float | None = None
+        self.pidfile = workdir / "runsc.pid"
         self.booted_at: float | None = None
+        self.guest = _GuestProcesses(
+            engine.runsc_command(workdir, run_id, "events", "--stats", run_id), request.limits.processes
+        )
 
     def wait(self) -> ExecResult:
-        pidfile = self.workdir / "runsc.pid"
-        cmd = self.engine.runsc_command(
-            self.workdir, self.run_id, "run", "--bundle", str(self.workdir), "--pid-file", str(pidfile), self.run_id
-        )
+        bundle = ("--bundle", str(self.workdir), "--pid-file", str(self.pidfile))
+        cmd = self.engine.runsc_command(self.workdir, self.run_id, "run", *bundle, self.run_id)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CRUCIBLE_CGROUP_PROCS": " ".join(self.cgroup.procs_files)}
         started = time.monotonic()
         with open(self.workdir / "stdin", "rb") as stdin:
@@ -266,117 +336,91 @@ class _Run:
                 start_new_session=True,
                 close_fds=True,
             )
+        assert proc.stdout is not None and proc.stderr is not None
+        limits = self.request.limits
+        pump = OutputPump(
+            stdout=proc.stdout.fileno(),
+            stderr=proc.stderr.fileno(),
+            exited=lambda: proc.poll() is not None,
+            kill=self._kill,
+            force_kill=self.cgroup.kill_all,
+            wall_seconds=limits.wall_seconds,
+            stdout_cap=limits.stdout_bytes,
+            stderr_cap=limits.stderr_bytes,
+            on_output=self.on_output,
+            on_metrics=self.on_metrics,
+            sample=self._sample,
+            cancel=self.cancel,
+            tick=lambda now: self._tick(now, pump),
+            started=started,
+        )
         try:
-            self._pump(proc, started, pidfile)
+            pump.run()
         finally:
             if proc.poll() is None:
-                self._kill(proc, None)
+                pump.kill(None)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
+            self.guest.finish()
             for f in (proc.stdout, proc.stderr):
-                if f:
-                    f.close()
+                f.close()
         ended = time.monotonic()
         stats = self.cgroup.stats()
-        return self._result(proc.returncode, stats, started, ended)
+        return self._result(pump, proc.returncode, stats, started, ended)
 
-    def _pump(self, proc: subprocess.Popen[bytes], started: float, pidfile: Path) -> None:
-        sel = selectors.DefaultSelector()
-        for stream, pipe in ((Stream.STDOUT, proc.stdout), (Stream.STDERR, proc.stderr)):
-            assert pipe is not None
-            os.set_blocking(pipe.fileno(), False)
-            sel.register(pipe.fileno(), selectors.EVENT_READ, stream)
-        deadline = started + self.request.limits.wall_seconds
-        next_metrics = started + METRICS_EVERY
-        exited_at: float | None = None
-        try:
-            while True:
-                now = time.monotonic()
-                if exited_at is None and proc.poll() is not None:
-                    exited_at = now
-                # The run ends when the sandbox exits, not at EOF: drain what is buffered, briefly.
-                if exited_at is not None and (not sel.get_map() or now - exited_at > 1.0):
-                    return
-                events = sel.select(timeout=POLL_SECONDS if exited_at is None else 0.01) if sel.get_map() else []
-                if not events and exited_at is not None:
-                    return
-                for key, _ in events:
-                    try:
-                        chunk = os.read(key.fd, READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(key.fd)
-                        continue
-                    self._take(proc, key.data, chunk)
-                if exited_at is not None:
-                    continue
-                now = time.monotonic()
-                if self.booted_at is None and pidfile.exists():
-                    self.booted_at = now
-                if self.cancel is not None and self.cancel.is_set():
-                    self._kill(proc, Reason.CANCELLED)
-                elif now >= deadline:
-                    self._kill(proc, Reason.TIMEOUT)
-                if self.killed_at is not None and now - self.killed_at > KILL_GRACE_SECONDS:
-                    # runsc kill did not end it (e.g. the container was not created yet).
-                    self.cgroup.kill_all()
-                if self.on_metrics is not None and now >= next_metrics:
-                    next_metrics = now + METRICS_EVERY
-                    s = self.cgroup.stats()
-                    self.on_metrics(MetricSample(now - started, s.cpu_seconds, s.memory_bytes, s.pids))
-        finally:
-            sel.close()
+    def _tick(self, now: float, pump: OutputPump) -> None:
+        if self.booted_at is None and self.pidfile.exists():
+            self.booted_at = now
+            self.guest.booted(now)
+        self.guest.poll(now, launch=pump.killed_at is None)
 
-    def _take(self, proc: subprocess.Popen[bytes], stream: Stream, chunk: bytes) -> None:
-        offset = self.written[stream]
-        self.written[stream] += len(chunk)
-        room = self.caps[stream] - len(self.kept[stream])
-        part = chunk[: max(0, room)]
-        if part:
-            self.kept[stream] += part
-            if self.on_output is not None:
-                self.on_output(stream, offset, part)
-        if len(chunk) > room:
-            # At the cap: stop the sandbox, but keep draining so it cannot block on a full pipe.
-            self._kill(proc, Reason.OUTPUT_LIMIT)
+    def _sample(self, elapsed: float) -> MetricSample:
+        s = self.cgroup.stats()
+        return MetricSample(elapsed, s.cpu_seconds, s.memory_bytes, self.guest.counts.latest)
 
-    def _kill(self, proc: subprocess.Popen[bytes], reason: Reason | None) -> None:
-        if self.killed_at is not None:
-            return
-        self.kill_reason = reason
-        self.killed_at = time.monotonic()
+    def _kill(self) -> None:
         try:
             self.engine.kill(self.workdir, self.run_id)
         except (subprocess.SubprocessError, OSError):
             self.cgroup.kill_all()
 
-    def _result(self, returncode: int, stats: cgroups.CgroupStats, started: float, ended: float) -> ExecResult:
+    def _result(
+        self, pump: OutputPump, returncode: int, stats: cgroups.CgroupStats, started: float, ended: float
+    ) -> ExecResult:
+        limits = self.request.limits
         detail = ""
         exit_code: int | None = returncode
         signal_no: int | None = None
-        started_ok = self.booted_at is not None or (self.workdir / "runsc.pid").exists()
-        if self.kill_reason == Reason.CANCELLED:
+        started_ok = self.booted_at is not None or self.pidfile.exists()
+        kill_reason = pump.kill_reason
+        counts = self.guest.counts  # see sandbox/process_count.py for what they can tell
+        if kill_reason == Reason.CANCELLED:
             status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
         elif stats.oom_killed:
             status, reason = Status.FAILED, Reason.MEMORY_LIMIT
-            detail = f"memory limit of {self.request.limits.memory_bytes} bytes exceeded"
-        elif self.kill_reason == Reason.OUTPUT_LIMIT:
+            detail = f"memory limit of {limits.memory_bytes} bytes exceeded"
+        elif kill_reason == Reason.OUTPUT_LIMIT:
             status, reason = Status.FAILED, Reason.OUTPUT_LIMIT
-            over = [s.value for s in Stream if self.written[s] > self.caps[s]]
-            detail = f"output limit exceeded on {', '.join(over)}"
-        elif self.kill_reason == Reason.TIMEOUT:
+            detail = f"output limit exceeded on {', '.join(s.value for s in pump.over_cap())}"
+        elif kill_reason == Reason.TIMEOUT:
             status, reason = Status.FAILED, Reason.TIMEOUT
-            detail = f"wall-time limit of {self.request.limits.wall_seconds:g} s exceeded"
+            detail = f"wall-time limit of {limits.wall_seconds:g} s exceeded"
+            if counts.held_until(pump.killed_at or ended):
+                # Still at the limit when time ran out: a fork bomb held down, not a slow program.
+                reason = Reason.PIDS_LIMIT
+                detail = f"{counts.detail()}; the run was stopped at the wall-time limit of {limits.wall_seconds:g} s"
         elif not started_ok:
             status, reason = Status.ERROR, Reason.SANDBOX_ERROR
-            tail = bytes(self.kept[Stream.STDERR][-2000:]).decode("utf-8", "replace")
+            tail = bytes(pump.kept[Stream.STDERR][-2000:]).decode("utf-8", "replace")
             detail = f"the sandbox did not start (runsc exit {returncode}): {tail}"
             exit_code = None
         elif returncode == 0:
             status, reason = Status.SUCCEEDED, None
         elif stats.pids_limit_hit:
             status, reason, detail = Status.FAILED, Reason.PIDS_LIMIT, "process limit reached"
+        elif counts.limit_reached:
+            status, reason = Status.FAILED, Reason.PIDS_LIMIT
+            detail = f"{counts.detail()}; exited with code {returncode}"
         else:
             status, reason = Status.FAILED, Reason.EXIT_CODE
             detail = f"exited with code {returncode}"
@@ -384,7 +428,7 @@ class _Run:
             signal_no = -returncode  # runsc itself was killed
         elif 128 < returncode < 160:
             signal_no = returncode - 128  # the program died of a signal (or exited with 129-159)
-        if self.kill_reason is not None:
+        if kill_reason is not None:
             exit_code = None  # we ended it; its exit code says nothing about the program
         boot = None if self.booted_at is None else self.booted_at - started
         return ExecResult(
@@ -392,21 +436,16 @@ class _Run:
             reason=reason,
             exit_code=exit_code,
             signal=signal_no,
-            stdout=self._stream(Stream.STDOUT),
-            stderr=self._stream(Stream.STDERR),
-            usage=Usage(cpu_seconds=stats.cpu_seconds, peak_memory_bytes=stats.peak_memory_bytes),
+            stdout=pump.stream_result(Stream.STDOUT),
+            stderr=pump.stream_result(Stream.STDERR),
+            usage=Usage(
+                cpu_seconds=stats.cpu_seconds, peak_memory_bytes=stats.peak_memory_bytes, peak_processes=counts.peak
+            ),
             timings=Timings(boot_seconds=boot, run_seconds=ended - started),
             engine=self.engine.name,
             runtime_version=self.engine.runtime_version(),
             image_digest="",
             detail=detail,
-        )
-
-    def _stream(self, stream: Stream) -> StreamResult:
-        return StreamResult(
-            data=bytes(self.kept[stream]),
-            bytes_written=self.written[stream],
-            truncated=self.written[stream] > self.caps[stream],
         )
 
 
@@ -419,16 +458,7 @@ def _with_teardown(result: ExecResult, seconds: float, digest: str) -> ExecResul
 
 def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, Any]:
     limits = request.limits
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": GUEST_MOUNT,  # sitecustomize.py: complete writes to stdout/stderr
-    }
-    env.update(request.env)
+    env = guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT)
 
     def rlimit(kind: str, value: int) -> dict[str, Any]:
         return {"type": kind, "hard": value, "soft": value}

@@ -732,3 +732,107 @@ def test_a_missing_image_says_how_to_build_it(engine: ExecutionEngine, tmp_path:
     )
     with pytest.raises(ImageError, match="build-image"):
         RunscEngine(config).check()
+
+
+# -- guest process counts and the process limit ----------------------------------------------------
+
+
+def test_it_reports_the_peak_number_of_processes_inside_the_sandbox(run: Run) -> None:
+    code = """
+import os, time
+children = []
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(1.2)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+    samples: list[MetricSample] = []
+    result = run(code, on_metrics=samples.append)
+    assert result.status is Status.SUCCEEDED, result
+    # The guest's own count (the program and its 5 children), not the sentry's host threads (~30).
+    assert result.usage.peak_processes == 6
+    assert 6 in [s.processes for s in samples], samples
+
+
+def test_threads_count_as_processes_like_the_limit_does(run: Run) -> None:
+    code = "import threading, time\nfor _ in range(3):\n    threading.Thread(target=time.sleep, args=(1,)).start()"
+    result = run(code)
+    assert result.status is Status.SUCCEEDED, result
+    assert result.usage.peak_processes == 4
+
+
+def test_a_short_run_still_reports_its_processes(run: Run) -> None:
+    samples: list[MetricSample] = []
+    result = run("import time; time.sleep(0.8)", on_metrics=samples.append)
+    assert result.usage.peak_processes == 1
+    # None only until the first reading, which comes as soon as the sandbox exists.
+    counts = [s.processes for s in samples]
+    assert 1 in counts and set(counts[counts.index(1) :]) == {1}, samples
+
+
+def test_a_fork_bomb_is_contained_and_reported_as_the_process_limit(run: Run) -> None:
+    # Every process forks until fork() fails with EAGAIN, then dies of the BlockingIOError.
+    started = time.monotonic()
+    result = run("import os\nwhile True: os.fork()", processes=32, wall_seconds=10)
+    assert time.monotonic() - started < 12
+    assert result.status is Status.FAILED, result  # not ERROR: runsc survived
+    assert result.reason is Reason.PIDS_LIMIT, result
+    assert result.usage.peak_processes == 32
+    assert "process limit of 32" in result.detail
+    assert b"Resource temporarily unavailable" in result.stderr.data
+
+
+def test_a_fork_bomb_that_survives_refused_forks_ends_at_the_wall_limit_as_the_process_limit(run: Run) -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    started = time.monotonic()
+    result = run(code, processes=32, wall_seconds=3)
+    took = time.monotonic() - started
+    assert 3 <= took < 6, took
+    assert (result.status, result.reason) == (Status.FAILED, Reason.PIDS_LIMIT), result
+    assert result.exit_code is None
+    assert result.usage.peak_processes == 32
+    assert "process limit of 32" in result.detail and "wall-time limit of 3 s" in result.detail
+
+
+def test_a_failing_program_below_the_process_limit_fails_with_its_exit_code(run: Run) -> None:
+    code = """
+import os, time
+for _ in range(3):
+    if os.fork() == 0:
+        time.sleep(0.8)
+        os._exit(0)
+time.sleep(0.8)
+raise SystemExit(3)
+"""
+    result = run(code, processes=8)
+    assert (result.status, result.reason, result.exit_code) == (Status.FAILED, Reason.EXIT_CODE, 3), result
+    assert result.usage.peak_processes == 4
+
+
+def test_a_slow_program_with_a_few_processes_times_out_as_a_timeout(run: Run) -> None:
+    code = "import os, time\nos.fork()\ntime.sleep(30)"
+    result = run(code, processes=8, wall_seconds=1.5)
+    assert (result.status, result.reason) == (Status.FAILED, Reason.TIMEOUT), result
+    assert result.usage.peak_processes == 2
+
+
+def test_output_reaches_the_callback_within_50_ms_while_processes_are_sampled(run: Run) -> None:
+    latencies: list[float] = []
+
+    def on_output(stream: Stream, offset: int, chunk: bytes) -> None:
+        now = time.time()
+        latencies.extend(now - float(line[2:]) for line in chunk.split(b"\n") if line.startswith(b"T "))
+
+    code = "import time\nfor _ in range(40):\n    print(f'T {time.time()!r}')\n    time.sleep(0.05)"
+    samples: list[MetricSample] = []
+    result = run(code, on_output=on_output, on_metrics=samples.append)
+    assert result.status is Status.SUCCEEDED, result
+    assert len(latencies) == 40
+    assert len(samples) >= 3  # the 500 ms metrics ticks (and their process queries) happened meanwhile
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.01, latencies
+    assert latencies[-3] < 0.05, latencies
