@@ -35,6 +35,7 @@ class EngineConfig:
     runsc_path: str = "runsc"
     platform: str = "auto"  # systrap when this runsc has it, else ptrace
     cgroup_parent: str = "crucible"
+    # The subprocess engine is NOT a sandbox; it refuses to run unless this is set (development only).
     allow_subprocess: bool = False
 
 
@@ -70,6 +71,7 @@ class ExecutionEngine(ABC):
 
 _ENGINES = {
     "runsc": "sandbox.runsc:RunscEngine",
+    "subprocess": "sandbox.subprocess_engine:SubprocessEngine",
 }
 
 

@@ -1,0 +1,469 @@
+"""DEVELOPMENT ONLY, NOT A SANDBOX: runs the request with the host's python3 under rlimits.
+
+For machines without gVisor (a laptop, a CI runner without root). It refuses to run unless
+EngineConfig.allow_subprocess is set, and is never chosen automatically.
+
+What it enforces: wall time, cancel, output caps (the shared OutputPump), an environment of only
+the fixed variables plus the request's, and these rlimits applied in the child before the program
+starts: RLIMIT_DATA (memory), RLIMIT_NPROC (processes and threads), RLIMIT_FSIZE, RLIMIT_NOFILE,
+RLIMIT_CPU (a backstop for when the supervisor dies), RLIMIT_CORE=0. When the worker runs as root,
+the program runs as a uid of its own, picked for this run (so RLIMIT_NPROC counts only this run,
+root-only files stay unreadable and every process of the run can be found and killed at the end);
+otherwise it runs as the worker's user in a process group of its own.
+
+What it CANNOT contain: the network; the host's filesystem (everything world-readable can be read,
+world-writable directories such as /tmp can be written, and survive the run); other processes and
+the host kernel's whole attack surface; the CPU quota (cpu_cores is not enforced); the /tmp size
+limit (tmp_bytes is not enforced, only file_size_bytes per file); as a non-root user, processes
+that leave the process group (setsid) survive the run, and RLIMIT_NPROC counts all of the user's
+processes (the limit is set to their current count plus `processes`, so it is approximate).
+Memory is limited by RLIMIT_DATA, which counts allocations rather than resident memory: Python
+raises MemoryError, and `memory_limit` is reported only when the program exits non-zero with a
+MemoryError as the last line of its stderr (a C extension may crash instead: that shows as an
+exit code or signal). Peak memory is the largest resident set of one process (getrusage), not the
+sum over processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.contract import (
+    ExecRequest,
+    ExecResult,
+    Limits,
+    OutputCallback,
+    Reason,
+    Status,
+    Stream,
+    Timings,
+    Usage,
+)
+from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
+from sandbox.errors import EngineUnavailable, SandboxError
+from sandbox.guest_env import GUEST_DIR, guest_environment
+from sandbox.process_count import ProcessSamples
+from sandbox.pump import METRICS_EVERY, OutputPump
+
+NOT_A_SANDBOX = (
+    "the subprocess engine is not a sandbox: it runs submitted code directly on this host with only "
+    "rlimits (no network or filesystem isolation). It is for development only and refuses to run "
+    "unless enabled explicitly (EngineConfig(allow_subprocess=True)); use the runsc engine otherwise"
+)
+HOST_PATH = "/usr/local/bin:/usr/bin:/bin"
+RUN_PREFIX = "subprocess-"
+# Per-run uids when the worker is root: far above any real account, one per run.
+UID_BASE = 2_100_000_000
+UID_SPAN = 10_000_000
+PROCESS_SAMPLE_FAST = 0.1
+FIRST_SCAN_RETRY = 0.02
+KILL_TIMEOUT = 2.0
+
+# Runs first in the child (the host's python3 with -S -E: no site, no PYTHON* variables): applies the
+# rlimits, drops to the run's uid if there is one, then execs the real interpreter. Doing this in a
+# separate exec instead of a preexec_fn keeps spawning safe in a threaded worker.
+_LAUNCHER = """
+import ctypes, json, os, resource, sys
+cfg = json.loads(sys.argv[1])
+for name, value in cfg["rlimits"]:
+    resource.setrlimit(getattr(resource, name), (value, value))
+# PR_SET_NO_NEW_PRIVS: setuid programs (sudo, su) cannot raise the program's privileges.
+if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:
+    sys.exit("crucible: cannot set no_new_privs")
+if cfg["uid"] is not None:
+    os.setgroups([])
+    os.setgid(cfg["uid"])
+    os.setuid(cfg["uid"])
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+class SubprocessEngine(ExecutionEngine):
+    name = "subprocess"
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self._python = shutil.which("python3", path=HOST_PATH)
+        self._version: str | None = None
+
+    def check(self) -> None:
+        if not self.config.allow_subprocess:
+            raise EngineUnavailable(NOT_A_SANDBOX)
+        if self._python is None:
+            raise EngineUnavailable(f"the subprocess engine needs python3 in {HOST_PATH}")
+
+    def runtime_version(self) -> str:
+        if self._version is None:
+            self.check()
+            assert self._python is not None
+            out = subprocess.run([self._python, "--version"], capture_output=True, text=True, env={})
+            self._version = f"{out.stdout.strip() or 'python3 unknown'} ({self._python}, not sandboxed)"
+        return self._version
+
+    def execute(
+        self,
+        request: ExecRequest,
+        *,
+        on_output: OutputCallback | None = None,
+        on_metrics: MetricsCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        self.check()
+        uid = UID_BASE + secrets.randbelow(UID_SPAN) if os.geteuid() == 0 else None
+        state_dir = self.config.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        if uid is not None:
+            _make_traversable(state_dir)
+        workdir = state_dir / f"{RUN_PREFIX}{'user' if uid is None else uid}-{secrets.token_hex(6)}"
+        workdir.mkdir(mode=0o700)
+        # Held for the life of the run: the sweep skips work dirs whose lock is taken.
+        lock = open(workdir / "lock", "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run: _Run | None = None
+        try:
+            _prepare(workdir, request, uid)
+            run = _Run(self, workdir, request, uid, on_output, on_metrics, cancel)
+            result = run.wait()
+        finally:
+            teardown_start = time.monotonic()
+            # Whatever the program left running (daemons, a fork bomb) dies with the run.
+            (run.group if run is not None else _Group(None, uid)).kill()
+            shutil.rmtree(workdir, ignore_errors=True)
+            lock.close()
+        return _with_teardown(result, time.monotonic() - teardown_start)
+
+    def sweep(self) -> None:
+        """Kill the processes and remove the work dirs of runs whose worker died (lock free)."""
+        state_dir = self.config.state_dir
+        if not state_dir.is_dir():
+            return
+        for workdir in state_dir.iterdir():
+            if not workdir.name.startswith(RUN_PREFIX):
+                continue
+            try:
+                lock = open(workdir / "lock", "a")
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live run
+                owner = workdir.name[len(RUN_PREFIX) :].split("-", 1)[0]
+                if owner.isdigit() and os.geteuid() == 0:
+                    _Group(None, int(owner)).kill()
+                shutil.rmtree(workdir, ignore_errors=True)
+            finally:
+                lock.close()
+
+
+def _make_traversable(path: Path) -> None:
+    """The run's own uid must reach its work dir: add o+x to the state dir (not o+r: no listing)."""
+    mode = path.stat().st_mode
+    if not mode & 0o001:
+        path.chmod((mode & 0o7777) | 0o011)
+    for parent in path.resolve().parents:
+        if not parent.stat().st_mode & 0o001:
+            raise EngineUnavailable(
+                f"the subprocess engine runs code as an unprivileged uid, which cannot reach the state "
+                f"dir {path}: {parent} is not searchable by others (chmod o+x, or choose another state dir)"
+            )
+
+
+def _prepare(workdir: Path, request: ExecRequest, uid: int | None) -> None:
+    code = workdir / "code"
+    code.mkdir(mode=0o755)
+    for name, data in request.files.items():
+        path = code / name
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        path.write_bytes(data)
+        path.chmod(0o644)
+    home = workdir / "home"
+    home.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(home, uid, uid)
+        workdir.chmod(0o711)
+    (workdir / "stdin").write_bytes(request.stdin)
+
+
+def _rlimits(limits: Limits, uid: int | None) -> list[tuple[str, int]]:
+    # RLIMIT_NPROC counts every task of the real uid: a per-run uid starts at zero; the worker's own
+    # user already has some, so the program gets that many more.
+    nproc = limits.processes if uid is not None else _tasks_of_uid(os.getuid()) + limits.processes
+    # Only a backstop should the worker die: the wall limit ends runs long before it.
+    cpu = math.ceil(limits.wall_seconds * (os.cpu_count() or 1)) + 1
+    return [
+        ("RLIMIT_DATA", limits.memory_bytes),
+        ("RLIMIT_NPROC", nproc),
+        ("RLIMIT_FSIZE", limits.file_size_bytes),
+        ("RLIMIT_NOFILE", limits.open_files),
+        ("RLIMIT_CPU", cpu),
+        ("RLIMIT_CORE", 0),
+    ]
+
+
+@dataclass(frozen=True)
+class _GroupStats:
+    tasks: int
+    cpu_seconds: float
+    rss_bytes: int
+
+
+class _Group:
+    """The run's processes: those of its own uid (root workers), else those of its process group."""
+
+    def __init__(self, pgid: int | None, uid: int | None) -> None:
+        self.pgid, self.uid = pgid, uid
+        self.owner = os.getuid() if uid is None else uid
+
+    def _members(self, *, thorough: bool = False) -> list[tuple[int, list[str]]]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                # Cheap filter (reading every stat takes ~20 ms here): /proc/<pid> belongs to the
+                # process's euid, or to root if it made itself non-dumpable; the thorough scan that
+                # kill() uses reads every real uid instead.
+                if not thorough and os.stat(f"/proc/{entry}").st_uid != self.owner:
+                    continue
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+                if thorough and self.uid is not None:
+                    with open(f"/proc/{entry}/status") as f:
+                        uid_line = next(line for line in f if line.startswith("Uid:"))
+                    if int(uid_line.split()[1]) != self.uid:
+                        continue
+            except (OSError, StopIteration, ValueError):
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+            if self.uid is None and (self.pgid is None or int(fields[2]) != self.pgid):
+                continue
+            found.append((int(entry), fields))
+        return found
+
+    def stats(self) -> _GroupStats:
+        tick = os.sysconf("SC_CLK_TCK")
+        page = os.sysconf("SC_PAGE_SIZE")
+        tasks = cpu = rss = 0
+        for _, f in self._members():
+            if f[0] == "Z":
+                continue
+            # utime, stime, cutime, cstime (fields 14-17 of stat), threads (20), rss pages (24)
+            cpu += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+            tasks += int(f[17])
+            rss += int(f[21]) * page
+        return _GroupStats(tasks=tasks, cpu_seconds=cpu / tick, rss_bytes=rss)
+
+    def kill(self) -> None:
+        """SIGKILL every member until none is left (or KILL_TIMEOUT passes)."""
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while True:
+            if self.pgid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pgid, signal.SIGKILL)
+            alive = [pid for pid, f in self._members(thorough=True) if f[0] != "Z"] if self.uid is not None else []
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if not alive or time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+
+class _Sampler(threading.Thread):
+    """Scans /proc for the run's processes off the pump's thread: one scan takes 20-80 ms here."""
+
+    def __init__(self, group: _Group, counts: ProcessSamples) -> None:
+        super().__init__(name="crucible-subprocess-sampler", daemon=True)
+        self.group, self.counts = group, counts
+        self.latest: _GroupStats | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            stats = self.group.stats()
+            self.latest = stats
+            if stats.tasks:
+                self.counts.add(now, stats.tasks)
+                wait = PROCESS_SAMPLE_FAST if self.counts.near_limit else METRICS_EVERY
+            else:
+                wait = FIRST_SCAN_RETRY  # still the launcher (root): look again soon for short runs
+            self._stop_event.wait(wait)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _tasks_of_uid(uid: int) -> int:
+    return _Group(None, uid).stats().tasks
+
+
+class _Run:
+    def __init__(
+        self,
+        engine: SubprocessEngine,
+        workdir: Path,
+        request: ExecRequest,
+        uid: int | None,
+        on_output: OutputCallback | None,
+        on_metrics: MetricsCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.engine, self.workdir, self.request, self.uid = engine, workdir, request, uid
+        self.on_output, self.on_metrics, self.cancel = on_output, on_metrics, cancel
+        self.group = _Group(None, uid)
+        self.status: int | None = None
+        self.rusage: resource.struct_rusage | None = None
+        self.sampler: _Sampler | None = None
+
+    def wait(self) -> ExecResult:
+        python = self.engine._python
+        assert python is not None
+        code = self.workdir / "code"
+        limits = self.request.limits
+        config = json.dumps({"rlimits": _rlimits(limits, self.uid), "uid": self.uid})
+        argv = [python, "-u", str(code / self.request.entrypoint), *self.request.argv]
+        env = guest_environment(self.request, home=str(self.workdir / "home"), guest_dir=str(GUEST_DIR))
+        started = time.monotonic()
+        with open(self.workdir / "stdin", "rb") as stdin:
+            try:
+                proc = subprocess.Popen(
+                    [python, "-S", "-E", "-c", _LAUNCHER, config, *argv],
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=code,
+                    env=env,  # never the worker's own environment
+                    start_new_session=True,  # its own process group, no controlling terminal
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise SandboxError(f"cannot start {python}: {exc}") from exc
+        self.group = _Group(proc.pid, self.uid)
+        self.sampler = _Sampler(self.group, ProcessSamples(limits.processes))
+        self.sampler.start()
+        assert proc.stdout is not None and proc.stderr is not None
+
+        def exited() -> bool:
+            if self.status is None:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    self.status, self.rusage = status, rusage
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+            return self.status is not None
+
+        pump = OutputPump(
+            stdout=proc.stdout.fileno(),
+            stderr=proc.stderr.fileno(),
+            exited=exited,
+            kill=self.group.kill,
+            force_kill=self.group.kill,
+            wall_seconds=limits.wall_seconds,
+            stdout_cap=limits.stdout_bytes,
+            stderr_cap=limits.stderr_bytes,
+            on_output=self.on_output,
+            on_metrics=self.on_metrics,
+            sample=self._sample,
+            cancel=self.cancel,
+            started=started,
+        )
+        try:
+            pump.run()
+        finally:
+            self.sampler.stop()
+            if not exited():
+                pump.kill(None)
+                deadline = time.monotonic() + 5
+                while not exited() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            for f in (proc.stdout, proc.stderr):
+                f.close()
+        ended = time.monotonic()
+        assert proc.returncode is not None
+        return self._result(pump, proc.returncode, started, ended)
+
+    def _sample(self, elapsed: float) -> MetricSample:
+        assert self.sampler is not None
+        s = self.sampler.latest
+        if s is None:
+            return MetricSample(elapsed, None, None, None)
+        return MetricSample(elapsed, s.cpu_seconds, s.rss_bytes, s.tasks or None)
+
+    def _result(self, pump: OutputPump, returncode: int, started: float, ended: float) -> ExecResult:
+        limits = self.request.limits
+        exit_code: int | None = returncode
+        signal_no: int | None = None
+        if returncode < 0:
+            signal_no = -returncode
+            exit_code = 128 + signal_no  # as a shell (and the runsc engine) reports it
+        kill_reason = pump.kill_reason
+        assert self.sampler is not None
+        counts = self.sampler.counts  # see sandbox/process_count.py for what they can tell
+        stderr_tail = bytes(pump.kept[Stream.STDERR][-4096:]).decode("utf-8", "replace").strip()
+        last_line = stderr_tail.splitlines()[-1] if stderr_tail else ""
+        detail = ""
+        if kill_reason == Reason.CANCELLED:
+            status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
+        elif kill_reason == Reason.OUTPUT_LIMIT:
+            status, reason = Status.FAILED, Reason.OUTPUT_LIMIT
+            detail = f"output limit exceeded on {', '.join(s.value for s in pump.over_cap())}"
+        elif kill_reason == Reason.TIMEOUT:
+            status, reason = Status.FAILED, Reason.TIMEOUT
+            detail = f"wall-time limit of {limits.wall_seconds:g} s exceeded"
+            if counts.held_until(pump.killed_at or ended):
+                reason = Reason.PIDS_LIMIT
+                detail = f"{counts.detail()}; the run was stopped at the wall-time limit of {limits.wall_seconds:g} s"
+        elif returncode == 0:
+            status, reason = Status.SUCCEEDED, None
+        elif last_line.startswith("MemoryError"):
+            status, reason = Status.FAILED, Reason.MEMORY_LIMIT
+            detail = f"memory limit of {limits.memory_bytes} bytes exceeded (MemoryError under RLIMIT_DATA)"
+        elif counts.limit_reached:
+            status, reason = Status.FAILED, Reason.PIDS_LIMIT
+            detail = f"{counts.detail()}; exited with code {exit_code}"
+        else:
+            status, reason = Status.FAILED, Reason.EXIT_CODE
+            detail = f"exited with code {exit_code}"
+        if kill_reason is not None:
+            exit_code, signal_no = None, None  # we ended it
+        rusage = self.rusage
+        return ExecResult(
+            status=status,
+            reason=reason,
+            exit_code=exit_code,
+            signal=signal_no,
+            stdout=pump.stream_result(Stream.STDOUT),
+            stderr=pump.stream_result(Stream.STDERR),
+            usage=Usage(
+                cpu_seconds=None if rusage is None else rusage.ru_utime + rusage.ru_stime,
+                peak_memory_bytes=None if rusage is None else rusage.ru_maxrss * 1024,
+                peak_processes=counts.peak,
+            ),
+            timings=Timings(boot_seconds=None, run_seconds=ended - started),
+            engine=self.engine.name,
+            runtime_version=self.engine.runtime_version(),
+            image_digest="",  # no image: the host's own python3
+            detail=detail,
+        )
+
+
+def _with_teardown(result: ExecResult, seconds: float) -> ExecResult:
+    import dataclasses
+
+    return dataclasses.replace(result, timings=dataclasses.replace(result.timings, teardown_seconds=seconds))
