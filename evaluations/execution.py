@@ -13,6 +13,7 @@ import logging
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 import sandbox
@@ -48,7 +49,20 @@ def exec_request_for(run: Run) -> sandbox.ExecRequest:
         stdout_bytes=run.stdout_limit_bytes,
         stderr_bytes=run.stderr_limit_bytes,
     )
-    return sandbox.ExecRequest(files={"main.py": run.submission.code.encode("utf-8")}, limits=limits)
+    sub = run.submission
+    if sub.archive is not None:
+        files = services.project_files(
+            archive=bytes(sub.archive), archive_name=sub.archive_name, entrypoint=sub.entrypoint
+        )
+    else:
+        files = {sub.entrypoint: sub.code.encode("utf-8")}
+    return sandbox.ExecRequest(
+        files=files,
+        entrypoint=sub.entrypoint,
+        argv=tuple(sub.argv),
+        stdin=sub.stdin.encode("utf-8"),
+        limits=limits,
+    )
 
 
 class _CancelWatcher:
@@ -130,6 +144,8 @@ def run_execute(run_id: int) -> bool:
         services.run_fail(run_id=run_id, reason=RunReason.SANDBOX_ERROR, detail=f"sandbox unavailable: {exc}")
     except sandbox.InvalidRequest as exc:
         services.run_fail(run_id=run_id, reason=RunReason.REJECTED, detail=str(exc))
+    except ValidationError as exc:  # stored input that no longer passes its checks
+        services.run_fail(run_id=run_id, reason=RunReason.REJECTED, detail="; ".join(exc.messages))
     except (SystemExit, KeyboardInterrupt):
         # The worker is being stopped (the engine has already torn the sandbox down). The run is
         # not the user's fault nor finished: queue it again; the redelivered task runs it afresh.

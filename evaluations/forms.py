@@ -18,7 +18,23 @@ class SubmissionForm(forms.Form):
             }
         ),
     )
-    file = forms.FileField(required=False, help_text="or upload a .py file instead of pasting")
+    file = forms.FileField(
+        required=False,
+        help_text="or upload a .py file, or a project as .zip / .tar.gz with its entry point",
+        widget=forms.ClearableFileInput(attrs={"accept": ".py,.zip,.tar.gz,.tgz,.tar"}),
+    )
+    entrypoint = forms.CharField(
+        required=False, max_length=255, label="Entry point", widget=forms.TextInput(attrs={"placeholder": "main.py"})
+    )
+    argv = forms.CharField(
+        required=False,
+        label="Arguments",
+        widget=forms.TextInput(attrs={"placeholder": '--epochs 3 "two words"'}),
+        help_text="split like a shell would",
+    )
+    stdin = forms.CharField(
+        required=False, strip=False, label="Standard input", widget=forms.Textarea(attrs={"rows": 3})
+    )
     wall_seconds = forms.FloatField(required=False, label="Wall-time limit (s)")
     memory_mb = forms.IntegerField(required=False, label="Memory limit (MiB)")
 

@@ -16,7 +16,15 @@ TERMINAL_STATUSES = [s.value for s in sandbox.Status if s.is_terminal]
 class Submission(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
     name = models.CharField(max_length=200)
+    # The entry point's source (for a project upload: the text of its entry point file).
     code = models.TextField()
+    # A project upload as received (.zip/.tar.gz/.tar), checked at submission and unpacked into
+    # the sandbox's /code for each run; NULL for pasted or single-file code.
+    archive = models.BinaryField(null=True, blank=True)
+    archive_name = models.CharField(max_length=255, blank=True, default="")
+    entrypoint = models.CharField(max_length=255, default="main.py")
+    stdin = models.TextField(blank=True, default="")
+    argv = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -43,6 +51,7 @@ class Run(models.Model):
     # Usage, as measured from the run's cgroup.
     cpu_seconds = models.FloatField(null=True, blank=True)
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    peak_processes = models.IntegerField(null=True, blank=True)  # inside the sandbox (threads count too)
 
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

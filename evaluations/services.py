@@ -16,6 +16,7 @@ from django.utils import timezone
 
 import sandbox
 from evaluations.models import Run, RunReason, RunStatus, Submission
+from sandbox.archive import unpack_archive
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +78,102 @@ def name_clean(name: str | None) -> str:
     return name
 
 
+MAX_ARGS = 256
+MAX_ARG_CHARS = 4096
+
+
+def project_files(*, archive: bytes, archive_name: str, entrypoint: str) -> dict[str, bytes]:
+    """The checked files of a project archive; ValidationError naming the offending entry."""
+    try:
+        files = unpack_archive(
+            archive,
+            archive_name,
+            max_entries=settings.CRUCIBLE_MAX_PROJECT_FILES,
+            max_total_bytes=settings.CRUCIBLE_MAX_PROJECT_BYTES,
+        )
+    except sandbox.InvalidRequest as exc:
+        raise ValidationError({"file": exc.message}) from exc
+    if entrypoint not in files:
+        listed = ", ".join(sorted(n for n in files if n.endswith(".py"))[:20]) or "no .py files"
+        raise ValidationError({"entrypoint": f"{entrypoint!r} is not in the archive; its Python files: {listed}"})
+    return files
+
+
+def entrypoint_clean(entrypoint: str | None) -> str:
+    entrypoint = (entrypoint or "").strip() or "main.py"
+    try:
+        sandbox.check_relative_path(entrypoint)
+    except sandbox.InvalidRequest:
+        raise ValidationError(
+            {"entrypoint": f"must be a relative path inside the project, got {entrypoint!r}"}
+        ) from None
+    if not entrypoint.endswith(".py") or len(entrypoint) > 255:
+        raise ValidationError({"entrypoint": "must name a .py file (at most 255 characters)"})
+    return entrypoint
+
+
+def run_inputs_validate(*, stdin: str, argv: list[str]) -> None:
+    max_stdin = settings.CRUCIBLE_MAX_STDIN_BYTES
+    try:
+        size = len(stdin.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError({"stdin": "is not valid UTF-8 text"}) from None
+    if size > max_stdin:
+        raise ValidationError({"stdin": f"is {size} bytes; the limit is {max_stdin} bytes"})
+    if "\x00" in stdin:
+        raise ValidationError({"stdin": "contains a NUL byte"})
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValidationError({"argv": "must be a list of strings"})
+    if len(argv) > MAX_ARGS or any(len(a) > MAX_ARG_CHARS or "\x00" in a for a in argv):
+        raise ValidationError(
+            {"argv": f"at most {MAX_ARGS} arguments of at most {MAX_ARG_CHARS} characters, without NUL"}
+        )
+
+
 def submission_create(
-    *, owner, name: str | None, code: str, wall_seconds: float | None = None, memory_mb: int | None = None
+    *,
+    owner,
+    name: str | None,
+    code: str | None = None,
+    archive: bytes | None = None,
+    archive_name: str = "",
+    entrypoint: str | None = None,
+    stdin: str = "",
+    argv: list[str] | None = None,
+    wall_seconds: float | None = None,
+    memory_mb: int | None = None,
 ) -> Run:
-    """Store the code and queue its first run; the task is sent only once the rows are committed."""
+    """Store the code (pasted, a file, or a project archive) and queue its first run; the task is
+    sent only once the rows are committed. Everything is checked before anything is stored."""
     clean_name = name_clean(name)
-    code_validate(code)
+    argv = [] if argv is None else argv
+    run_inputs_validate(stdin=stdin, argv=argv)
+    if (code is None) == (archive is None):
+        raise ValidationError({"code": "give exactly one of pasted code, a .py file or a project archive"})
+    if archive is not None:
+        entry = entrypoint_clean(entrypoint)
+        files = project_files(archive=archive, archive_name=archive_name, entrypoint=entry)
+        try:
+            code = files[entry].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError({"entrypoint": f"{entry!r} is not UTF-8 text"}) from None
+        code_validate(code, field="entrypoint")
+    else:
+        entry = "main.py"
+        assert code is not None
+        code_validate(code)
     limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb)
     with transaction.atomic():
-        submission = Submission.objects.create(owner=owner, name=clean_name, code=code)
+        submission = Submission.objects.create(
+            owner=owner,
+            name=clean_name,
+            code=code,
+            archive=archive,
+            archive_name=archive_name if archive is not None else "",
+            entrypoint=entry,
+            stdin=stdin,
+            argv=argv,
+        )
         run = _run_create(submission=submission, limits=limits)
     return run
 
@@ -135,6 +223,7 @@ def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
         finished_at=timezone.now(),
         cpu_seconds=result.usage.cpu_seconds,
         peak_memory_bytes=result.usage.peak_memory_bytes,
+        peak_processes=result.usage.peak_processes,
         stdout_bytes=result.stdout.bytes_written,
         stderr_bytes=result.stderr.bytes_written,
         stdout_truncated=result.stdout.truncated,

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 import sandbox
 from evaluations import selectors, services
 from evaluations.forms import SubmissionForm
-from evaluations.uploads import code_from_upload
+from evaluations.uploads import UploadedSource, argv_from_text, read_upload
 
 
 @login_required
@@ -68,11 +68,20 @@ def submission_new(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            code = code_from_upload(data["file"], field="file") if data.get("file") else data.get("code", "")
+            source = (
+                read_upload(data["file"], field="file")
+                if data.get("file")
+                else UploadedSource(code=data.get("code", ""))
+            )
             run = services.submission_create(
                 owner=request.user,
                 name=data.get("name"),
-                code=code,
+                code=source.code,
+                archive=source.archive,
+                archive_name=source.archive_name,
+                entrypoint=data.get("entrypoint"),
+                stdin=data.get("stdin", ""),
+                argv=argv_from_text(data.get("argv")),
                 wall_seconds=data.get("wall_seconds"),
                 memory_mb=data.get("memory_mb"),
             )

@@ -13,11 +13,13 @@ from sandbox.contract import (
     Status,
     Stream,
     StreamResult,
+    check_relative_path,
 )
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, engine_names, get_engine
 from sandbox.errors import EngineUnavailable, ImageError, InvalidRequest, SandboxError
 
 __all__ = [
+    "check_relative_path",
     "LIMIT_SPECS",
     "EngineConfig",
     "EngineUnavailable",

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from evaluations import logstore, selectors
 from evaluations.models import Run
 from evaluations.output import output_for_api
+from evaluations.uploads import argv_from_text
 
 MiB = 1024 * 1024
 
@@ -22,12 +23,31 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class ArgvField(serializers.Field):
+    """A list of strings, or one line that is split like a POSIX shell would (no expansion)."""
+
+    default_error_messages = {"invalid": "must be a list of strings or one line of shell-quoted arguments"}
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return argv_from_text(data)
+        if isinstance(data, list) and all(isinstance(a, str) for a in data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
 class SubmissionInput(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True, max_length=200)
     code = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     file = serializers.FileField(required=False, allow_empty_file=True)
     wall_seconds = StrictFloatField(required=False)
     memory_mb = serializers.IntegerField(required=False)
+    entrypoint = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    stdin = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    argv = ArgvField(required=False)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +78,10 @@ def run_output(run: Run, request) -> dict:
             "id": run.submission_id,
             "name": run.submission.name,
             "created": run.submission.created,
+            "entrypoint": run.submission.entrypoint,
+            "archive_name": run.submission.archive_name,
+            "argv": run.submission.argv,
+            "stdin_bytes": len(run.submission.stdin.encode("utf-8")),
         },
         "logs_url": absolute("api-run-logs"),
         "metrics_url": absolute("api-run-metrics"),
@@ -68,7 +92,11 @@ def run_output(run: Run, request) -> dict:
         "detail": run.detail,
         "exit_code": run.exit_code,
         "limits": {"wall_seconds": run.wall_seconds, "memory_mb": run.memory_bytes // MiB},
-        "usage": {"cpu_seconds": run.cpu_seconds, "peak_memory_bytes": run.peak_memory_bytes},
+        "usage": {
+            "cpu_seconds": run.cpu_seconds,
+            "peak_memory_bytes": run.peak_memory_bytes,
+            "peak_processes": run.peak_processes,
+        },
         "queued_at": run.queued_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,

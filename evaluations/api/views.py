@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from evaluations import logstore, selectors, services
 from evaluations.api.serializers import LogsQuery, RerunInput, SubmissionInput, run_output
-from evaluations.uploads import code_from_upload
+from evaluations.uploads import UploadedSource, read_upload
 
 
 def reject_unknown_fields(data, allowed: set[str]) -> None:
@@ -30,18 +30,21 @@ class SubmissionCreateApi(APIView):
         form = SubmissionInput(data=data)
         form.is_valid(raise_exception=True)
         values = form.validated_data
-        if "code" in values:
-            code = values["code"]
-            # Django decodes multipart text fields with errors="replace": U+FFFD there means the
-            # client sent bytes that are not UTF-8, which must not be stored as something else.
-            if "\ufffd" in code and request.content_type.startswith("multipart/"):
-                raise ValidationError({"code": ["is not valid UTF-8 text; send JSON, or upload a .py file"]})
-        else:
-            code = code_from_upload(values["file"], field="file")
+        multipart = request.content_type.startswith("multipart/")
+        source = UploadedSource(code=values["code"]) if "code" in values else read_upload(values["file"], field="file")
+        # Django decodes multipart text fields with errors="replace": U+FFFD there means the
+        # client sent bytes that are not UTF-8, which must not be stored as something else.
+        if multipart and "code" in values and "\ufffd" in values["code"]:
+            raise ValidationError({"code": ["is not valid UTF-8 text; send JSON, or upload a .py file"]})
         run = services.submission_create(
             owner=request.user,
             name=values.get("name"),
-            code=code,
+            code=source.code,
+            archive=source.archive,
+            archive_name=source.archive_name,
+            entrypoint=values.get("entrypoint"),
+            stdin=values.get("stdin", ""),
+            argv=values.get("argv"),
             wall_seconds=values.get("wall_seconds"),
             memory_mb=values.get("memory_mb"),
         )

@@ -199,7 +199,10 @@ def test_every_unknown_field_is_named(api_client) -> None:
 
     assert response.status_code == 400
     assert set(response.json()) == {"owner", "status"}
-    assert "allowed fields are code, file, memory_mb, name, wall_seconds" in response.json()["owner"][0]
+    assert (
+        "allowed fields are argv, code, entrypoint, file, memory_mb, name, stdin, wall_seconds"
+        in response.json()["owner"][0]
+    )
 
 
 def test_an_empty_py_upload_is_rejected_as_empty(api_client, counts) -> None:

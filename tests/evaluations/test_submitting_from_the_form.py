@@ -103,7 +103,10 @@ def test_bad_input_shows_the_message_and_creates_nothing(client, counts, data, m
     "upload, message",
     [
         (py_file(b"print('\xff')\n"), "is not UTF-8 text (invalid byte at offset 7)"),
-        (py_file(b"print(1)\n", name="main.txt"), "must be a .py file, got &#x27;main.txt&#x27;"),
+        (
+            py_file(b"print(1)\n", name="main.txt"),
+            "must be a .py file or a project archive (.py, .zip, .tar.gz, .tgz, .tar), got &#x27;main.txt&#x27;",
+        ),
         (
             py_file(b"#" * (settings.CRUCIBLE_MAX_CODE_BYTES + 1)),
             f"the limit is {settings.CRUCIBLE_MAX_CODE_BYTES} bytes",
