@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 from sandbox.archive import archive_kind, unpack_archive
 from sandbox.contract import ExecRequest, Limits, Stream
+from sandbox.doctor import diagnose
 from sandbox.engine import EngineConfig, engine_names, get_engine
 from sandbox.errors import InvalidRequest, SandboxError
 from sandbox.images import build_image, default_recipes, host_suite
@@ -143,34 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def doctor(engine) -> int:
-    from sandbox import cgroups
-
-    ok = True
-
-    def line(name: str, good: bool, text: str) -> None:
-        nonlocal ok
-        ok = ok and good
-        print(f"{'ok ' if good else 'FAIL'} {name:10} {text}")
-
-    try:
-        engine.check()
-        platform = getattr(engine, "platform", None)  # runsc only
-        line(engine.name, True, f"{engine.runtime_version()}" + (f" platform={platform()}" if platform else ""))
-        if engine.name == "runsc":
-            line("cgroups", True, cgroups.layout())
-        started = time.monotonic()
-        result = engine.execute(ExecRequest(files={"main.py": b"print(1)"}))
-        took = time.monotonic() - started
-        good = result.status.value == "succeeded" and result.stdout.data == b"1\n"
-        line(
-            "run",
-            good,
-            f"print(1) -> {result.status.value} in {took * 1000:.0f} ms "
-            f"(boot {1000 * (result.timings.boot_seconds or 0):.0f} ms) {result.detail}",
-        )
-    except SandboxError as exc:
-        line("engine", False, str(exc))
-    return 0 if ok else 1
+    findings = diagnose(engine)
+    for f in findings:
+        print(f"{'ok  ' if f.ok else 'FAIL'} {f.name:8} {f.text}")
+    return 0 if all(f.ok for f in findings) else 1
 
 
 if __name__ == "__main__":

@@ -30,13 +30,14 @@ def diagnose(engine: ExecutionEngine, *, run: bool = True) -> list[Finding]:
     findings.append(
         Finding("engine", True, f"{engine.name} {version} {f'platform={platform}' if platform else ''}".strip())
     )
-    try:
-        from sandbox import cgroups
+    if engine.name == "runsc":  # the engine that creates and reads cgroups itself
+        try:
+            from sandbox import cgroups
 
-        findings.append(Finding("cgroups", True, cgroups.layout()))
-    except SandboxError as exc:
-        findings.append(Finding("cgroups", False, str(exc)))
-        return findings
+            findings.append(Finding("cgroups", True, cgroups.layout()))
+        except SandboxError as exc:
+            findings.append(Finding("cgroups", False, str(exc)))
+            return findings
     if not run:
         return findings
     started = time.monotonic()
