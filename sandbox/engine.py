@@ -37,6 +37,8 @@ class EngineConfig:
     cgroup_parent: str = "crucible"
     # The subprocess engine is NOT a sandbox; it refuses to run unless this is set (development only).
     allow_subprocess: bool = False
+    # The dockerd the docker engine talks to (it must have runsc registered as a runtime).
+    docker_url: str = "unix:///var/run/docker.sock"
 
 
 class ExecutionEngine(ABC):
@@ -71,6 +73,7 @@ class ExecutionEngine(ABC):
 
 _ENGINES = {
     "runsc": "sandbox.runsc:RunscEngine",
+    "docker": "sandbox.docker_engine:DockerEngine",
     "subprocess": "sandbox.subprocess_engine:SubprocessEngine",
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the machine-level packages Crucible needs (runsc, debootstrap; chromium for browser
-# tests when asked). Idempotent and quick when everything is already there.
+# tests, dockerd for the docker engine, when asked). Idempotent and quick when everything is there.
+#   scripts/system-deps.sh [--with-chromium] [--with-docker]
 set -euo pipefail
 
 want_chromium=0
@@ -24,8 +25,10 @@ have make || missing+=(make)
 if (( want_chromium )); then
   have chromium || missing+=(chromium)
 fi
+# Debian's docker.io brings dockerd (with containerd and runc): a docker CLI alone is not enough.
+# There is no systemd here; sandbox/dockerd.py starts it by hand when the docker engine needs it.
 if (( want_docker )); then
-  have dockerd || missing+=(docker.io)
+  PATH="$PATH:/usr/sbin:/sbin" have dockerd || missing+=(docker.io)
 fi
 (( ${#missing[@]} == 0 )) && exit 0
 
@@ -62,6 +65,13 @@ if [[ " ${missing[*]} " == *" runsc "* ]]; then
   else
     apt-get install -y -qq runsc
   fi
+fi
+# docker.io's maintainer scripts would start a system dockerd with its default bridge and iptables
+# rules: keep services from starting during the install, as container images do.
+if [[ " ${missing[*]} " == *" docker.io "* && ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 rest=()
 for p in "${missing[@]}"; do [[ "$p" != runsc ]] && rest+=("$p"); done

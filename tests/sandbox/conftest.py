@@ -1,15 +1,18 @@
-"""Fixtures for the sandbox/ tests: the real image, a real runsc engine, and a run helper.
+"""Fixtures for the sandbox/ tests: the real image, real engines, and a run helper.
 
-Nothing here mocks runsc. If runsc (or the image, or cgroups) is missing, the session fixture
-raises the engine's own error, so every engine test *fails* with the message saying how to fix it
-instead of silently skipping.
+Nothing here mocks runsc or dockerd. If runsc (or the image, cgroups, dockerd) is missing, the session
+fixture raises the engine's own error, so every engine test *fails* with the message saying how to
+fix it instead of silently skipping. dockerd is started here when its socket does not answer, and
+stopped again at the end of the session.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,18 @@ if str(REPO_ROOT) not in sys.path:
 
 from sandbox import cgroups  # noqa: E402
 from sandbox.contract import ExecRequest, ExecResult, Limits  # noqa: E402
-from sandbox.engine import EngineConfig, ExecutionEngine, get_engine  # noqa: E402
+from sandbox.docker_engine import remove_cgroup_dirs  # noqa: E402
+from sandbox.dockerd import PrivateDockerd  # noqa: E402
+from sandbox.engine import _ENGINES, EngineConfig, ExecutionEngine, engine_names, get_engine  # noqa: E402
 from sandbox.images import Image, build_image, default_recipes, host_suite  # noqa: E402
+
+
+def _registered(name: str) -> bool:
+    return name in engine_names() and importlib.util.find_spec(_ENGINES[name].partition(":")[0]) is not None
+
+
+# Every engine the conformance suite runs against: those registered whose module exists.
+ENGINE_NAMES = [name for name in ("runsc", "docker", "subprocess") if _registered(name)]
 
 
 def _images_dir() -> Path:
@@ -65,13 +78,54 @@ def state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def engine(image: Image, images_dir: Path, state_dir: Path, cgroup_parent: str) -> Iterator[ExecutionEngine]:
+def runsc_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_parent: str) -> Iterator[ExecutionEngine]:
     config = EngineConfig(images_dir=images_dir, state_dir=state_dir, cgroup_parent=cgroup_parent)
     eng = get_engine("runsc", config)
     eng.check()  # raises EngineUnavailable (with the install hint) when runsc is missing
     yield eng
     eng.sweep()
     _remove_cgroup_parent(cgroup_parent)
+
+
+@pytest.fixture(scope="session")
+def engine(runsc_engine: ExecutionEngine) -> ExecutionEngine:
+    """The engine of engine-specific tests; test_conformance.py overrides it with each engine in turn."""
+    return runsc_engine
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[PrivateDockerd]:
+    """A dockerd with runsc registered; started (and stopped after the session) unless one answers."""
+    override = os.environ.get("CRUCIBLE_DOCKER_DIR")
+    daemon = PrivateDockerd(Path(override) if override else REPO_ROOT / "var" / "docker")
+    # Raises EngineUnavailable saying how to install dockerd; another pytest session running at
+    # the same time shares the daemon, and the last one out stops it.
+    with daemon.shared():
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def docker_engine(
+    dockerd: PrivateDockerd, image: Image, images_dir: Path, state_dir: Path, cgroup_parent: str
+) -> Iterator[ExecutionEngine]:
+    config = EngineConfig(
+        images_dir=images_dir, state_dir=state_dir, cgroup_parent=cgroup_parent, docker_url=dockerd.url
+    )
+    eng = get_engine("docker", config)
+    eng.check()  # imports the image into dockerd once per digest
+    yield eng
+    eng.sweep()
+    remove_cgroup_dirs(f"{cgroup_parent}-docker")
+
+
+@pytest.fixture(scope="session")
+def subprocess_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_parent: str) -> ExecutionEngine:
+    config = EngineConfig(
+        images_dir=images_dir, state_dir=state_dir, cgroup_parent=cgroup_parent, allow_subprocess=True
+    )
+    eng = get_engine("subprocess", config)
+    eng.check()
+    return eng
 
 
 def _remove_cgroup_parent(parent: str) -> None:
@@ -85,6 +139,106 @@ def _remove_cgroup_parent(parent: str) -> None:
             d.rmdir()
         except OSError:
             pass
+
+
+# -- nothing may be left behind ---------------------------------------------------------------------
+
+
+def processes_mentioning(*texts: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(text in cmdline for text in texts):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def run_cgroup_dirs(parent: str) -> list[str]:
+    """Every run cgroup under `parent`, in every controller (leftover_names only reads one)."""
+    if cgroups.layout() == "v2":
+        bases = [cgroups.CGROUP_ROOT / parent]
+    else:
+        bases = [cgroups.CGROUP_ROOT / c / parent for c in cgroups.V1_CONTROLLERS]
+    return sorted(str(d) for base in bases if base.is_dir() for d in base.iterdir() if d.is_dir())
+
+
+def all_cgroup_dirs(parent: str) -> list[str]:
+    """Directories under `parent` in every hierarchy, including those no engine limits (v1 devices, ...)."""
+    root = cgroups.CGROUP_ROOT
+    bases = [root] if cgroups.layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    return sorted(str(d) for base in bases if (base / parent).is_dir() for d in (base / parent).iterdir() if d.is_dir())
+
+
+def work_dirs(engine: ExecutionEngine, prefix: str) -> list[str]:
+    state_dir = engine.config.state_dir
+    return sorted(p.name for p in state_dir.iterdir() if p.name.startswith(prefix)) if state_dir.is_dir() else []
+
+
+def runsc_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
+    from sandbox.runsc import RUN_PREFIX
+
+    return {
+        "work dirs": work_dirs(engine, RUN_PREFIX),
+        "cgroups": cgroups.leftover_names(engine.config.cgroup_parent),
+        "cgroup dirs": run_cgroup_dirs(engine.config.cgroup_parent),
+        "runsc processes": processes_mentioning("runsc", str(engine.config.state_dir)),
+    }
+
+
+def docker_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
+    from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
+
+    assert isinstance(engine, DockerEngine)
+    api = engine._api()
+    containers = api.containers(all=True, filters={"label": f"{LABEL_STATE_DIR}={engine.config.state_dir}"})
+    return {
+        "work dirs": work_dirs(engine, RUN_PREFIX),
+        "containers": sorted(f"{c['Names']} {c['State']}" for c in containers),
+        "cgroup dirs": all_cgroup_dirs(engine.cgroup_parent),
+        # a container's runsc processes name it in their command line
+        "runsc processes": [p for c in containers for p in processes_mentioning("runsc", c["Id"])],
+    }
+
+
+def subprocess_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
+    from sandbox.subprocess_engine import RUN_PREFIX
+
+    return {
+        "work dirs": work_dirs(engine, RUN_PREFIX),
+        # the program runs from its work dir under the state dir
+        "processes": processes_mentioning(str(engine.config.state_dir)),
+    }
+
+
+LEFTOVERS: dict[str, Callable[[ExecutionEngine], dict[str, list[str]]]] = {
+    "runsc": runsc_leftovers,
+    "docker": docker_leftovers,
+    "subprocess": subprocess_leftovers,
+}
+
+
+def leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
+    return {k: v for k, v in LEFTOVERS[engine.name](engine).items() if v}
+
+
+@pytest.fixture
+def nothing_left_behind(engine: ExecutionEngine) -> Iterator[None]:
+    """Use with autouse in a module: the test's engine leaves no sandbox, work dir or cgroup behind."""
+    assert leftovers(engine) == {}, "left behind by an earlier test"
+    yield
+    # Processes may take a moment to be reaped after their sandbox is gone.
+    deadline = time.monotonic() + 3
+    while leftovers(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(engine) == {}
+
+
+# -- running ----------------------------------------------------------------------------------------
 
 
 def make_request(code: str | bytes, **kwargs: Any) -> ExecRequest:
