@@ -9,8 +9,11 @@ the same caps, deadline and cancel rules as for runsc.
 
 As with runsc, each run gets a cgroup the engine creates and reads itself, here as the container's
 cgroup parent: runsc deletes the container's own cgroup when it exits, and docker's
-`State.OOMKilled` alone misses some OOM kills under runsc (the event is lost with that cgroup). Our
-cgroup's memory limit is a little below the container's, so an OOM happens, and is counted, in ours.
+`State.OOMKilled` missed an OOM kill under runsc in testing. Our cgroup's memory limit is a little
+below the container's, so ours is the one that binds: a run that failed (not stopped by us) after
+its peak reached that limit is reported as memory_limit too; under runsc such a program dies either
+of SIGKILL (137) or of a MemoryError (1). (The kernel counts an OOM kill in the victim's own cgroup,
+runsc's, which is gone by then, so our memory.oom_control rarely shows one.)
 
 dockerd must have runsc registered as a runtime with `--network=none` (see sandbox/dockerd.py).
 """
@@ -61,8 +64,10 @@ RUNTIME = "runsc"
 LABEL_ENGINE = "crucible.engine"
 LABEL_STATE_DIR = "crucible.state-dir"
 LABEL_DIGEST = "crucible.rootfs-digest"
-# The container's own memory limit sits this far above the run cgroup's, so the OOM is ours.
+# The container's own memory limit sits this far above the run cgroup's, so ours binds first.
 CONTAINER_MEMORY_SLACK = 16 * 1024 * 1024
+# A peak within this of the run cgroup's limit counts as having reached it.
+AT_LIMIT_BYTES = 1024 * 1024
 REKILL_EVERY = 1.0
 # After this long without exiting despite kills, the container is removed outright.
 REMOVE_AFTER_KILL = 3.0
@@ -530,6 +535,15 @@ class _Run:
 
     # -- verdict ------------------------------------------------------------------------------------
 
+    def _out_of_memory(self, stats: cgroups.CgroupStats, returncode: int | None, kill_reason: Reason | None) -> bool:
+        if stats.oom_killed or self._oom_killed():
+            return True
+        if kill_reason is not None:
+            return False  # we stopped it: the peak alone says nothing about why it ended
+        limit = self.request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES
+        peak = stats.peak_memory_bytes
+        return bool(returncode) and peak is not None and peak >= limit - AT_LIMIT_BYTES
+
     def _oom_killed(self) -> bool:
         import docker
 
@@ -553,7 +567,7 @@ class _Run:
         counts = self.guest.counts if self.guest is not None else ProcessSamples(limits.processes)
         if kill_reason == Reason.CANCELLED:
             status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
-        elif stats.oom_killed or self._oom_killed():
+        elif self._out_of_memory(stats, returncode, kill_reason):
             status, reason = Status.FAILED, Reason.MEMORY_LIMIT
             detail = f"memory limit of {limits.memory_bytes} bytes exceeded"
         elif kill_reason == Reason.OUTPUT_LIMIT:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import make_request
 
-from sandbox.contract import ExecResult, Limits, MiB, Status, Stream
+from sandbox.contract import ExecResult, Limits, MiB, Reason, Status, Stream
 from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
 from sandbox.dockerd import PrivateDockerd
 from sandbox.engine import EngineConfig, ExecutionEngine
@@ -77,6 +77,17 @@ def test_the_container_gets_gvisor_no_network_no_privileges_and_the_requests_lim
     assert config["WorkingDir"] == "/code"
     assert config["Cmd"] == ["/usr/bin/python3", "-u", "/code/main.py"]
     assert config["Labels"][LABEL_STATE_DIR] == str(engine.config.state_dir)
+
+
+@pytest.mark.parametrize("code", ["bytearray(1024**3)", "x = []\nwhile True:\n    x.append(bytearray(1 << 20))"])
+def test_an_oom_is_reported_from_the_run_cgroup_even_when_docker_misses_it(
+    engine: DockerEngine, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    import sandbox.docker_engine
+
+    monkeypatch.setattr(sandbox.docker_engine._Run, "_oom_killed", lambda self: False)
+    result = engine.execute(make_request(code, memory_bytes=96 * MiB, tmp_bytes=8 * MiB, wall_seconds=20))
+    assert (result.status, result.reason) == (Status.FAILED, Reason.MEMORY_LIMIT), result
 
 
 def test_the_image_is_imported_once_per_rootfs_digest(engine: DockerEngine, image: Image) -> None:
