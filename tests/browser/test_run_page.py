@@ -1,0 +1,309 @@
+"""The run page in Chromium against the real stack: daphne, a Celery worker, runsc sandboxes.
+
+Runs are submitted through the browser form, as a researcher does, and watched live: output over
+the websocket while the run is still running, plots, cancel, hostile output, reload mid-run, a
+dropped socket, and big outputs."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+
+from tests.browser.conftest import api_run, submit_over_api
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+TERMINAL = ("succeeded", "failed", "cancelled", "error")
+BADGE = "#run-status .badge"
+
+# A line a second, flushed, so the first one reaches the page long before the run ends.
+TICKING = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep({every})\n"
+
+
+def submit(logged_in, code: str, *, name: str = "browser test", wall_seconds: float | None = 30) -> int:
+    """Fill in and send the New run form; return the new run's id once its page has loaded.
+    The wall limit is above the default 10 s: these machines are sometimes busy, and a timeout
+    would fail a test that is about the page, not the limit."""
+    page = logged_in.page
+    page.goto(logged_in.url("/submit/"))
+    page.fill("#id_name", name)
+    page.fill("#id_code", code)
+    if wall_seconds is not None:
+        page.fill("#id_wall_seconds", str(wall_seconds))
+    page.click("form.submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/runs/\d+/$"))
+    page.wait_for_function("window.crucibleRun !== undefined")
+    return int(re.search(r"/runs/(\d+)/$", page.url).group(1))
+
+
+def status(page) -> str:
+    return page.get_attribute(BADGE, "data-status")
+
+
+def wait_for_status(page, *statuses: str, timeout: float = 30_000) -> str:
+    page.wait_for_function(
+        "(wanted) => wanted.includes(document.querySelector('#run-status .badge').dataset.status)",
+        arg=list(statuses),
+        timeout=timeout,
+    )
+    return status(page)
+
+
+def wait_for_line(page, text: str, timeout: float = 20_000) -> None:
+    """Until a line with exactly this text is in the log (the buffer, not only the drawn rows)."""
+    page.wait_for_function(
+        "(text) => window.crucibleRun.buffer.lines.some((line) => line.t === text)", arg=text, timeout=timeout
+    )
+
+
+def log_lines(page) -> list[str]:
+    return page.evaluate("window.crucibleRun.buffer.lines.map((line) => line.t)")
+
+
+def drawn_rows(page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#log .log-row')].map((row) => row.textContent)")
+
+
+def test_the_first_line_appears_while_the_run_is_still_running(logged_in) -> None:
+    page = logged_in.page
+    submit(logged_in, TICKING.format(n=8, every=1), name="ticking")
+
+    wait_for_line(page, "tick 0")
+
+    assert status(page) == "running"
+    assert "tick 7" not in log_lines(page)
+    assert "tick 0" in drawn_rows(page)
+    assert page.inner_text("#connection") == "live"
+    # The elapsed time ticks while running.
+    first = page.inner_text("#elapsed")
+    page.wait_for_timeout(700)
+    assert page.inner_text("#elapsed") != first
+    assert "(running)" in page.inner_text("#elapsed")
+
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+    assert log_lines(page) == [f"tick {i}" for i in range(8)]
+    assert page.inner_text("#exit-code") == "0"
+    assert page.is_hidden("#cancel-form")
+
+
+def test_cpu_and_memory_plots_fill_in_while_the_run_runs(logged_in) -> None:
+    page = logged_in.page
+    busy = "import time\nend = time.time() + 4\nx = []\nwhile time.time() < end:\n    x.append(bytes(1000))\n"
+    submit(logged_in, busy, name="busy")
+
+    page.wait_for_function("window.crucibleRun.plots.sampleCount >= 3", timeout=20_000)
+
+    assert status(page) == "running"
+    plot = page.evaluate(
+        """() => {
+          const p = window.crucibleRun.plots;
+          const present = (column) => column.filter((v) => v != null);
+          return { t: p.cpuPlot.data[0], cpu: present(p.cpuPlot.data[1]), memory: present(p.memoryPlot.data[1]),
+                   limit: p.memoryPlot.data[2] };
+        }"""
+    )
+    assert len(plot["t"]) >= 3 and plot["t"] == sorted(plot["t"])
+    assert max(plot["cpu"]) > 10  # a busy loop shows up as CPU
+    assert min(plot["memory"]) > 1  # the Python process is in there
+    assert set(plot["limit"]) == {256.0}  # the default memory limit, drawn as a line
+    assert page.locator("#cpu-plot canvas").count() == 1
+    assert page.locator("#memory-plot canvas").count() == 1
+    assert "CPU" in page.inner_text("#metrics-readout")
+    wait_for_status(page, *TERMINAL)
+
+
+def test_cancel_stops_a_running_script_and_keeps_its_output(logged_in) -> None:
+    page = logged_in.page
+    submit(logged_in, "import time\nprint('started', flush=True)\ntime.sleep(60)\n", name="sleeper")
+    wait_for_line(page, "started")
+    assert status(page) == "running"
+    url = page.url
+
+    page.click("#cancel-form button")
+    clicked = time.monotonic()
+
+    assert wait_for_status(page, *TERMINAL, timeout=5_000) == "cancelled"
+    print(f"\ncancelled {time.monotonic() - clicked:.2f} s after the click")
+    assert page.url == url  # cancelled in place, without a page load
+    assert page.is_hidden("#cancel-form")
+    assert log_lines(page) == ["started"]
+    assert page.inner_text("#run-status .reason") == "cancelled"
+
+
+def test_hostile_output_is_shown_as_text_and_runs_nothing(logged_in) -> None:
+    page = logged_in.page
+    page.add_init_script("window.pwned = 0")
+    code = (
+        "import sys\n"
+        "print('<script>window.pwned = 1; alert(1)</script>')\n"
+        "print('<img src=x onerror=\"window.pwned = 2; alert(2)\">')\n"
+        "sys.stderr.write('</div><svg onload=alert(3)><iframe src=javascript:alert(4)>\\n')\n"
+        "print('\\x1b[31mred\\x1b[0m nul:\\x00 bad:', flush=True)\n"
+        "sys.stdout.buffer.write(b'\\xff\\xfe<b>bytes</b>\\n')\n"
+    )
+    submit(logged_in, code, name="<b>hostile</b>")
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+    page.wait_for_timeout(500)  # an injected <img> or <svg> would have fired by now
+
+    lines = log_lines(page)
+    assert "<script>window.pwned = 1; alert(1)</script>" in lines
+    assert '<img src=x onerror="window.pwned = 2; alert(2)">' in lines
+    assert "</div><svg onload=alert(3)><iframe src=javascript:alert(4)>" in lines
+    assert r"red nul:\x00 bad:" in lines
+    assert "\ufffd\ufffd<b>bytes</b>" in lines
+    injected = "#log script, #log img, #log svg, #log iframe, #log b"
+    assert page.evaluate("(sel) => document.querySelectorAll(sel).length", injected) == 0
+    assert page.evaluate("window.pwned") == 0
+    assert logged_in.watch.dialogs == []
+    assert page.locator("#log .log-stderr").count() == 1
+    assert page.locator("#log span.a-f1", has_text="red").count() == 1
+    assert "<b>hostile</b>" in page.inner_text("h1")  # the name too is text
+
+
+def test_a_reload_mid_run_shows_the_earlier_lines_exactly_once(logged_in) -> None:
+    page = logged_in.page
+    submit(logged_in, TICKING.format(n=10, every=0.4), name="reloaded")
+    wait_for_line(page, "tick 3")
+    assert status(page) == "running"
+
+    page.reload()
+    page.wait_for_function("window.crucibleRun !== undefined")
+    wait_for_line(page, "tick 5")
+    assert status(page) == "running"
+
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+    assert log_lines(page) == [f"tick {i}" for i in range(10)]
+    assert drawn_rows(page) == [f"tick {i}" for i in range(10)]
+
+
+def test_a_dropped_websocket_reconnects_from_its_offsets(logged_in) -> None:
+    page = logged_in.page
+    submit(logged_in, TICKING.format(n=12, every=0.3), name="dropped")
+    wait_for_line(page, "tick 2")
+
+    # As if the network dropped: close the socket under the page (not through LiveSocket.stop).
+    page.evaluate("window.crucibleRun.socket.ws.close(4000)")
+    page.wait_for_function("document.getElementById('connection').dataset.state !== 'live'", timeout=2_000)
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=8_000)
+
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+    assert log_lines(page) == [f"tick {i}" for i in range(12)]
+    assert page.evaluate("window.crucibleRun.socket.attempts") >= 2
+
+
+def _measure_page(page) -> dict:
+    started = time.perf_counter()
+    page.evaluate("1")
+    round_trip = time.perf_counter() - started
+    return {
+        "round_trip_ms": round(round_trip * 1000, 1),
+        "log_nodes": page.evaluate("document.querySelectorAll('#log *').length"),
+        "page_nodes": page.evaluate("document.getElementsByTagName('*').length"),
+        "longest_task_ms": page.evaluate("Math.max(0, ...window.__longTasks)"),
+    }
+
+
+LONG_TASKS = """
+  window.__longTasks = [];
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); })
+    .observe({ type: "longtask", buffered: true });
+"""
+
+
+def test_100000_lines_render_and_the_page_stays_responsive(logged_in) -> None:
+    page = logged_in.page
+    page.add_init_script(LONG_TASKS)
+    # ~590 KB on stdout: under the 1 MiB per-stream limit.
+    # A generous wall limit: on a busy 2-core machine printing 100k lines can take over the default 10 s.
+    submit(logged_in, "for i in range(100000):\n    print(i)\n", name="100k lines", wall_seconds=60)
+    assert wait_for_status(page, *TERMINAL, timeout=90_000) == "succeeded", page.inner_text("#run-detail-text")
+    page.wait_for_function("window.crucibleRun.buffer.lines.length === 100000")
+
+    measured = _measure_page(page)
+    print(f"\n100k lines on the run page: {measured}")
+    assert measured["round_trip_ms"] < 1000
+    assert measured["log_nodes"] < 300
+    assert measured["longest_task_ms"] < 1000
+    page.wait_for_function("document.querySelector('#log .log-row:last-child').textContent === '99999'")
+
+    page.evaluate("document.getElementById('log').scrollTop = 0")
+    page.wait_for_function("document.querySelector('#log .log-row').textContent === '0'")
+    assert page.is_visible("#jump-to-bottom")
+
+    # A late joiner: the whole log replayed over the websocket into a fresh page.
+    page.reload()
+    page.wait_for_function(
+        "window.crucibleRun?.buffer.lines.length === 100000"
+        " && document.querySelector('#log .log-row:last-child')?.textContent === '99999'"
+    )
+    print(f"100k lines replayed and drawn {page.evaluate('performance.now()'):.0f} ms after the reload started")
+
+
+def test_a_1_mib_line_renders_and_the_page_stays_responsive(logged_in) -> None:
+    page = logged_in.page
+    page.add_init_script(LONG_TASKS)
+    # One line of exactly 1 MiB with its newline (the whole stdout limit), written in 4 KiB pieces.
+    code = "import sys\nfor _ in range(255):\n    sys.stdout.write('y' * 4096)\nsys.stdout.write('y' * 4095 + '\\n')\n"
+    submit(logged_in, code, name="1 MiB line", wall_seconds=60)
+    assert wait_for_status(page, *TERMINAL, timeout=90_000) == "succeeded", page.inner_text("#run-detail-text")
+    page.wait_for_function("window.crucibleRun.state.have[0] === 1024 * 1024")
+
+    measured = _measure_page(page)
+    cols = page.evaluate("window.crucibleRun.view.cols")
+    print(f"\n1 MiB line on the run page: {measured}, {cols} columns")
+    assert page.evaluate("window.crucibleRun.buffer.lines.map((l) => l.t.length)") == [1024 * 1024 - 1]
+    assert measured["round_trip_ms"] < 1000
+    assert measured["log_nodes"] < 300
+    assert measured["longest_task_ms"] < 1000
+    assert max(len(r) for r in drawn_rows(page)) == cols
+
+    page.reload()
+    page.wait_for_function(
+        "window.crucibleRun?.state.have[0] === 1024 * 1024 && document.querySelectorAll('#log .log-row').length > 10"
+    )
+    print(f"1 MiB line replayed and drawn {page.evaluate('performance.now()'):.0f} ms after the reload started")
+
+
+def test_re_run_starts_a_new_run_of_the_same_code(logged_in) -> None:
+    page = logged_in.page
+    first = submit(logged_in, "print('again and again')\n", name="repeat me")
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+
+    page.click("#rerun-form button")
+    page.wait_for_url(lambda url: url.rstrip("/").split("/")[-1] != str(first))
+    page.wait_for_function("window.crucibleRun !== undefined")
+
+    assert page.evaluate("window.crucibleRun.page.run_id") > first
+    assert wait_for_status(page, *TERMINAL) == "succeeded"
+    wait_for_line(page, "again and again")
+    assert "repeat me" in page.inner_text("h1")
+
+
+def test_a_queued_run_shows_its_place_in_the_queue_and_can_be_cancelled_there(logged_in, stack, e2e_user) -> None:
+    page = logged_in.page
+    # The stack's worker runs two sandboxes at once: two sleepers keep it busy.
+    sleepers = [
+        submit_over_api(stack, e2e_user, "import time\ntime.sleep(60)\n", f"sleeper {i}", wall_seconds=90)
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while any(api_run(stack, e2e_user, s)["status"] != "running" for s in sleepers):
+            assert time.monotonic() < deadline, "the sleepers did not start"
+            time.sleep(0.2)
+
+        submit(logged_in, "print('my turn')\n", name="waiting")
+
+        assert status(page) == "queued"
+        page.wait_for_function("document.getElementById('queue-info').textContent.includes('next in line')")
+        assert page.inner_text("#elapsed") == "not started yet"
+        page.click("#cancel-form button")
+        assert wait_for_status(page, *TERMINAL, timeout=5_000) == "cancelled"
+        assert log_lines(page) == []
+        page.wait_for_selector("#log-empty", state="visible")
+    finally:
+        for s in sleepers:
+            requests.post(stack.url(f"/api/v1/runs/{s}/cancel/"), headers=e2e_user.api_headers, timeout=10)
