@@ -87,6 +87,7 @@ def status_event(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any]) -> None:
+    """A status change goes to the run's page and to its owner's run list."""
     send([(run_group(run_id), status_event(payload)), (user_group(owner_id), status_event({"id": run_id, **payload}))])
 
 

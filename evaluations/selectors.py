@@ -38,8 +38,11 @@ def run_queue_position(*, run: Run) -> int | None:
     return Run.objects.filter(status=RunStatus.QUEUED, queued_at__lt=run.queued_at).count()
 
 
-def run_status_payload(*, run: Run) -> dict[str, Any]:
-    """The `status` message of docs/live-runs.md."""
+_UNKNOWN = object()
+
+
+def run_status_payload(*, run: Run, queue_position: Any = _UNKNOWN) -> dict[str, Any]:
+    """The `status` message of docs/live-runs.md (pass queue_position when it is known already)."""
 
     def iso(value) -> str | None:
         return value.isoformat() if value else None
@@ -60,5 +63,5 @@ def run_status_payload(*, run: Run) -> dict[str, Any]:
         "cpu_seconds": run.cpu_seconds,
         "peak_memory_bytes": run.peak_memory_bytes,
         "run_seconds": run.run_seconds,
-        "queue_position": run_queue_position(run=run),
+        "queue_position": run_queue_position(run=run) if queue_position is _UNKNOWN else queue_position,
     }

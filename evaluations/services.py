@@ -25,6 +25,8 @@ MIN_MEMORY_MB = 32
 MIN_WALL_SECONDS = 0.1
 # How long past its wall limit a run may stay "running" before it is declared lost.
 LOST_RUN_GRACE_SECONDS = 120
+# How many waiting runs are told their new queue position when the queue moves.
+QUEUE_UPDATES = 50
 
 
 def limits_build(*, wall_seconds: float | None, memory_mb: int | None) -> sandbox.Limits:
@@ -203,7 +205,10 @@ def _transition(run_id: int, from_status: str, **fields) -> bool:
 
 def run_claim(*, run_id: int) -> bool:
     """queued → running. False if the run is not queued (already claimed, finished or gone)."""
-    return _transition(run_id, RunStatus.QUEUED, status=RunStatus.RUNNING, started_at=timezone.now())
+    claimed = _transition(run_id, RunStatus.QUEUED, status=RunStatus.RUNNING, started_at=timezone.now())
+    if claimed:
+        transaction.on_commit(_publish_queue_positions)
+    return claimed
 
 
 def run_requeue(*, run_id: int) -> bool:
@@ -312,6 +317,20 @@ def run_rerun(*, run: Run, wall_seconds: float | None = None, memory_mb: int | N
     )
     with transaction.atomic():
         return _run_create(submission=run.submission, limits=limits)
+
+
+def _publish_queue_positions() -> None:
+    """The queue moved: tell the first waiting runs' pages their new position, in one query and
+    one send (run lists do not show positions, so owners' list sockets are not bothered)."""
+    from evaluations import realtime, selectors
+
+    waiting = Run.objects.filter(status=RunStatus.QUEUED).order_by("queued_at", "id")[:QUEUE_UPDATES]
+    realtime.send(
+        [
+            (realtime.run_group(run.pk), realtime.status_event(selectors.run_status_payload(run=run, queue_position=i)))
+            for i, run in enumerate(waiting)
+        ]
+    )
 
 
 def _publish_status_on_commit(run_id: int) -> None:
