@@ -46,6 +46,7 @@ class PrivateDockerd:
         if len(str(run_dir / "containerd" / "containerd.sock")) > MAX_SOCKET_PATH:
             run_dir = Path("/run") / f"crucible-docker-{hashlib.sha256(str(self.base).encode()).hexdigest()[:12]}"
         self.run_dir = run_dir
+        self._proc: subprocess.Popen[bytes] | None = None  # the dockerd this object started
 
     @property
     def socket_path(self) -> Path:
@@ -152,6 +153,7 @@ class PrivateDockerd:
                     proc.wait()
                 raise EngineUnavailable(f"dockerd did not start (exit {proc.returncode}): {self._log_tail()}")
             time.sleep(0.1)
+        self._proc = proc
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -166,6 +168,9 @@ class PrivateDockerd:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait(timeout=5)  # ours: reap it rather than leave a zombie
+            self._proc = None
         # dockerd removes its pidfile and socket on a clean exit; a killed one does not.
         for path in (self.pidfile, self.socket_path):
             with contextlib.suppress(FileNotFoundError):
