@@ -31,6 +31,7 @@ def engine_from_settings() -> sandbox.ExecutionEngine:
         images_dir=settings.CRUCIBLE_IMAGES_DIR,
         state_dir=settings.CRUCIBLE_SANDBOX_STATE_DIR,
         runsc_path=settings.CRUCIBLE_RUNSC_PATH,
+        docker_url=settings.CRUCIBLE_DOCKER_URL,
     )
     return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)
 

@@ -53,11 +53,10 @@ from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsC
 from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
-from sandbox.process_count import ProcessSamples
+from sandbox.process_count import GuestProcesses, ProcessSamples
 from sandbox.pump import READ_CHUNK, OutputPump
-
-# _GuestProcesses: the guest's own task count via `runsc events --stats`, shared with the runsc engine.
-from sandbox.runsc import SANDBOX_UID, SENTRY_OVERHEAD_BYTES, _GuestProcesses
+from sandbox.runsc import SANDBOX_UID, SENTRY_OVERHEAD_BYTES
+from sandbox.verdict import decide
 
 RUN_PREFIX = "crucible-docker-"
 RUNTIME = "runsc"
@@ -400,7 +399,7 @@ class _Run:
         self.last_kill = 0.0
         self.removed = False
         self.killed_at: float | None = None
-        self.guest: _GuestProcesses | None = None
+        self.guest: GuestProcesses | None = None
 
     def wait(self) -> ExecResult:
         import docker
@@ -507,7 +506,7 @@ class _Run:
 
         threading.Thread(target=go, daemon=True).start()
 
-    def _guest_processes(self) -> _GuestProcesses | None:
+    def _guest_processes(self) -> GuestProcesses | None:
         """A sampler of the guest's task count, through the runsc state dir docker's shim uses."""
         import docker
 
@@ -520,7 +519,7 @@ class _Run:
         if not roots:
             return None
         command = [self.engine.runtime_path(), "--root", roots[0], "events", "--stats", self.id]
-        return _GuestProcesses(command, self.request.limits.processes)
+        return GuestProcesses(command, self.request.limits.processes)
 
     def _tick(self, now: float) -> None:
         if self.guest is not None:
@@ -559,38 +558,21 @@ class _Run:
         limits = self.request.limits
         kill_reason = pump.kill_reason
         returncode = self.exit_code
-        detail = ""
         exit_code = returncode
         signal_no: int | None = None
         # As for runsc: refused forks show from the host only as the guest's task count at the limit
         # (see sandbox/process_count.py for what the samples can tell).
         counts = self.guest.counts if self.guest is not None else ProcessSamples(limits.processes)
-        if kill_reason == Reason.CANCELLED:
-            status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
-        elif self._out_of_memory(stats, returncode, kill_reason):
-            status, reason = Status.FAILED, Reason.MEMORY_LIMIT
-            detail = f"memory limit of {limits.memory_bytes} bytes exceeded"
-        elif kill_reason == Reason.OUTPUT_LIMIT:
-            status, reason = Status.FAILED, Reason.OUTPUT_LIMIT
-            detail = f"output limit exceeded on {', '.join(s.value for s in pump.over_cap())}"
-        elif kill_reason == Reason.TIMEOUT:
-            status, reason = Status.FAILED, Reason.TIMEOUT
-            detail = f"wall-time limit of {limits.wall_seconds:g} s exceeded"
-            if counts.held_until(self.killed_at or ended):
-                # Still at the limit when time ran out: a fork bomb held down, not a slow program.
-                reason = Reason.PIDS_LIMIT
-                detail = f"{counts.detail()}; the run was stopped at the wall-time limit of {limits.wall_seconds:g} s"
-        elif returncode is None:
-            status, reason = Status.ERROR, Reason.SANDBOX_ERROR
-            detail = f"lost track of the container: {self.wait_error}"
-        elif returncode == 0:
-            status, reason = Status.SUCCEEDED, None
-        elif counts.limit_reached:
-            status, reason = Status.FAILED, Reason.PIDS_LIMIT
-            detail = f"{counts.detail()}; exited with code {returncode}"
-        else:
-            status, reason = Status.FAILED, Reason.EXIT_CODE
-            detail = f"exited with code {returncode}"
+        verdict = decide(
+            pump=pump,
+            limits=limits,
+            counts=counts,
+            returncode=returncode,
+            ended=self.killed_at or ended,
+            out_of_memory=self._out_of_memory(stats, returncode, kill_reason),
+            start_failure=f"lost track of the container: {self.wait_error}",
+        )
+        status, reason, detail = verdict.status, verdict.reason, verdict.detail
         if returncode is not None and 128 < returncode < 160:
             signal_no = returncode - 128  # the program died of a signal (or exited with 129-159)
         if kill_reason is not None:

@@ -24,7 +24,6 @@ from sandbox.contract import (
     ExecRequest,
     ExecResult,
     OutputCallback,
-    Reason,
     Status,
     Stream,
     Timings,
@@ -34,20 +33,15 @@ from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsC
 from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
-from sandbox.process_count import ProcessSamples
-from sandbox.pump import METRICS_EVERY, OutputPump
+from sandbox.process_count import GuestProcesses
+from sandbox.pump import OutputPump
+from sandbox.verdict import decide
 
 SANDBOX_UID = 65534  # nobody
 # The sentry and gofer live in the run's cgroup and use memory of their own; without this headroom
 # a small memory limit would kill the sandbox before user code allocates anything.
 SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
 RUN_PREFIX = "crucible-"
-# The guest's process count is first read as soon as the sandbox exists, so even a print(1) gets a
-# value (a query costs ~15 ms of CPU, the same whether it is sent at boot or 100 ms later, when a
-# short run is exiting and it fails), then every METRICS_EVERY, or PROCESS_SAMPLE_FAST near the limit.
-FIRST_PROCESS_SAMPLE = 0.0
-PROCESS_SAMPLE_FAST = 0.1
-PROCESS_SAMPLE_TIMEOUT = 2.0
 
 INSTALL_HINT = (
     "runsc (gVisor) is not installed. On Debian 12: add the bookworm-backports suite and "
@@ -225,79 +219,6 @@ class RunscEngine(ExecutionEngine):
                     cg.remove(timeout=0)
 
 
-class _GuestProcesses:
-    """The guest's task count (processes and threads), sampled with `runsc events --stats`.
-
-    Under gVisor the host cgroup's pids.current counts the sentry's threads, not the user's
-    processes; the sandbox's own pids counter is what RLIMIT_NPROC limits. One query costs ~30 ms
-    wall and ~17 ms CPU, so it runs as a child process that later pump iterations collect: the
-    output pump never waits for it.
-    """
-
-    def __init__(self, command: list[str], limit: int) -> None:
-        self.command = command
-        self.counts = ProcessSamples(limit)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.launched_at = 0.0
-        self.next_at: float | None = None
-
-    def booted(self, now: float) -> None:
-        self.next_at = now + FIRST_PROCESS_SAMPLE
-
-    def poll(self, now: float, *, launch: bool) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                if now - self.launched_at > PROCESS_SAMPLE_TIMEOUT:
-                    self._abandon()
-                return
-            self._collect()
-        if launch and self.next_at is not None and now >= self.next_at:
-            self.launched_at = now
-            self.proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                close_fds=True,
-            )
-            self.next_at = now + (PROCESS_SAMPLE_FAST if self.counts.near_limit else METRICS_EVERY)
-
-    def finish(self) -> None:
-        """Collect a query still in flight (the sandbox has exited: it answers or fails at once)."""
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(timeout=PROCESS_SAMPLE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._abandon()
-            return
-        self._collect()
-
-    def _collect(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        self.proc.stdout.close()
-        ok = self.proc.returncode == 0
-        self.proc = None
-        if not ok:
-            return  # not created yet, or already gone
-        try:
-            count = json.loads(out)["data"]["pids"]["current"]
-        except (ValueError, KeyError, TypeError):
-            return
-        if isinstance(count, int):
-            self.counts.add(self.launched_at, count)
-
-    def _abandon(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-
 class _Run:
     """One live `runsc run`, driven by the shared OutputPump; builds the ExecResult."""
 
@@ -317,7 +238,7 @@ class _Run:
         self.on_output, self.on_metrics, self.cancel = on_output, on_metrics, cancel
         self.pidfile = workdir / "runsc.pid"
         self.booted_at: float | None = None
-        self.guest = _GuestProcesses(
+        self.guest = GuestProcesses(
             engine.runsc_command(workdir, run_id, "events", "--stats", run_id), request.limits.processes
         )
 
@@ -388,42 +309,26 @@ class _Run:
         self, pump: OutputPump, returncode: int, stats: cgroups.CgroupStats, started: float, ended: float
     ) -> ExecResult:
         limits = self.request.limits
-        detail = ""
         exit_code: int | None = returncode
         signal_no: int | None = None
         started_ok = self.booted_at is not None or self.pidfile.exists()
         kill_reason = pump.kill_reason
         counts = self.guest.counts  # see sandbox/process_count.py for what they can tell
-        if kill_reason == Reason.CANCELLED:
-            status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
-        elif stats.oom_killed:
-            status, reason = Status.FAILED, Reason.MEMORY_LIMIT
-            detail = f"memory limit of {limits.memory_bytes} bytes exceeded"
-        elif kill_reason == Reason.OUTPUT_LIMIT:
-            status, reason = Status.FAILED, Reason.OUTPUT_LIMIT
-            detail = f"output limit exceeded on {', '.join(s.value for s in pump.over_cap())}"
-        elif kill_reason == Reason.TIMEOUT:
-            status, reason = Status.FAILED, Reason.TIMEOUT
-            detail = f"wall-time limit of {limits.wall_seconds:g} s exceeded"
-            if counts.held_until(pump.killed_at or ended):
-                # Still at the limit when time ran out: a fork bomb held down, not a slow program.
-                reason = Reason.PIDS_LIMIT
-                detail = f"{counts.detail()}; the run was stopped at the wall-time limit of {limits.wall_seconds:g} s"
-        elif not started_ok:
-            status, reason = Status.ERROR, Reason.SANDBOX_ERROR
-            tail = bytes(pump.kept[Stream.STDERR][-2000:]).decode("utf-8", "replace")
-            detail = f"the sandbox did not start (runsc exit {returncode}): {tail}"
+        tail = bytes(pump.kept[Stream.STDERR][-2000:]).decode("utf-8", "replace")
+        verdict = decide(
+            pump=pump,
+            limits=limits,
+            counts=counts,
+            returncode=returncode,
+            ended=ended,
+            out_of_memory=stats.oom_killed,
+            started=started_ok,
+            start_failure=f"the sandbox did not start (runsc exit {returncode}): {tail}",
+            pids_backstop_hit=stats.pids_limit_hit,
+        )
+        status, reason, detail = verdict.status, verdict.reason, verdict.detail
+        if status is Status.ERROR:
             exit_code = None
-        elif returncode == 0:
-            status, reason = Status.SUCCEEDED, None
-        elif stats.pids_limit_hit:
-            status, reason, detail = Status.FAILED, Reason.PIDS_LIMIT, "process limit reached"
-        elif counts.limit_reached:
-            status, reason = Status.FAILED, Reason.PIDS_LIMIT
-            detail = f"{counts.detail()}; exited with code {returncode}"
-        else:
-            status, reason = Status.FAILED, Reason.EXIT_CODE
-            detail = f"exited with code {returncode}"
         if returncode < 0:
             signal_no = -returncode  # runsc itself was killed
         elif 128 < returncode < 160:

@@ -46,8 +46,6 @@ from sandbox.contract import (
     ExecResult,
     Limits,
     OutputCallback,
-    Reason,
-    Status,
     Stream,
     Timings,
     Usage,
@@ -57,6 +55,7 @@ from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, guest_environment
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import METRICS_EVERY, OutputPump
+from sandbox.verdict import decide
 
 NOT_A_SANDBOX = (
     "the subprocess engine is not a sandbox: it runs submitted code directly on this host with only "
@@ -417,29 +416,16 @@ class _Run:
         counts = self.sampler.counts  # see sandbox/process_count.py for what they can tell
         stderr_tail = bytes(pump.kept[Stream.STDERR][-4096:]).decode("utf-8", "replace").strip()
         last_line = stderr_tail.splitlines()[-1] if stderr_tail else ""
-        detail = ""
-        if kill_reason == Reason.CANCELLED:
-            status, reason, detail = Status.CANCELLED, Reason.CANCELLED, "cancelled"
-        elif kill_reason == Reason.OUTPUT_LIMIT:
-            status, reason = Status.FAILED, Reason.OUTPUT_LIMIT
-            detail = f"output limit exceeded on {', '.join(s.value for s in pump.over_cap())}"
-        elif kill_reason == Reason.TIMEOUT:
-            status, reason = Status.FAILED, Reason.TIMEOUT
-            detail = f"wall-time limit of {limits.wall_seconds:g} s exceeded"
-            if counts.held_until(pump.killed_at or ended):
-                reason = Reason.PIDS_LIMIT
-                detail = f"{counts.detail()}; the run was stopped at the wall-time limit of {limits.wall_seconds:g} s"
-        elif returncode == 0:
-            status, reason = Status.SUCCEEDED, None
-        elif last_line.startswith("MemoryError"):
-            status, reason = Status.FAILED, Reason.MEMORY_LIMIT
-            detail = f"memory limit of {limits.memory_bytes} bytes exceeded (MemoryError under RLIMIT_DATA)"
-        elif counts.limit_reached:
-            status, reason = Status.FAILED, Reason.PIDS_LIMIT
-            detail = f"{counts.detail()}; exited with code {exit_code}"
-        else:
-            status, reason = Status.FAILED, Reason.EXIT_CODE
-            detail = f"exited with code {exit_code}"
+        verdict = decide(
+            pump=pump,
+            limits=limits,
+            counts=counts,
+            returncode=returncode,
+            ended=ended,
+            out_of_memory=returncode != 0 and last_line.startswith("MemoryError"),
+            memory_detail=f"memory limit of {limits.memory_bytes} bytes exceeded (MemoryError under RLIMIT_DATA)",
+        )
+        status, reason, detail = verdict.status, verdict.reason, verdict.detail
         if kill_reason is not None:
             exit_code, signal_no = None, None  # we ended it
         rusage = self.rusage

@@ -47,6 +47,9 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
 }
 
 
+LOAD_DEPENDENT = {"test_a_cpu_quota_holds_a_program_spinning_on_every_core"}
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine_name" not in metafunc.fixturenames:
         return
@@ -54,7 +57,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     params = []
     for name in ENGINE_NAMES:
         why = KNOWN_FAILURES[name].get(test)
-        marks = [pytest.mark.xfail(strict=True, reason=f"{name}: {why}")] if why else []
+        # Strict, so a fix shows up as a failure to update the table; except where the host's own
+        # load can make the case pass by accident (other work starving the spinners of CPU).
+        strict = test not in LOAD_DEPENDENT
+        marks = [pytest.mark.xfail(strict=strict, reason=f"{name}: {why}")] if why else []
         params.append(pytest.param(name, id=name, marks=marks))
     # Session scope groups the tests by engine, so each engine (and dockerd) is set up once.
     metafunc.parametrize("engine_name", params, scope="session")

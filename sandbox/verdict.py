@@ -1,0 +1,61 @@
+"""How every engine turns what happened into a status and reason: one precedence, one wording.
+
+Precedence: a cancel we were asked for, then memory (an OOM kill also ends output and may look
+like a timeout), then the limit we enforced by killing, then a sandbox that never started, then
+the program's own exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.contract import Limits, Reason, Status
+from sandbox.process_count import ProcessSamples
+from sandbox.pump import OutputPump
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reason: Reason | None
+    detail: str
+
+
+def decide(
+    *,
+    pump: OutputPump,
+    limits: Limits,
+    counts: ProcessSamples,
+    returncode: int | None,
+    ended: float,
+    out_of_memory: bool = False,
+    memory_detail: str = "",
+    started: bool = True,
+    start_failure: str = "",
+    pids_backstop_hit: bool = False,
+) -> Verdict:
+    kill_reason = pump.kill_reason
+    if kill_reason == Reason.CANCELLED:
+        return Verdict(Status.CANCELLED, Reason.CANCELLED, "cancelled")
+    if out_of_memory:
+        return Verdict(
+            Status.FAILED, Reason.MEMORY_LIMIT, memory_detail or f"memory limit of {limits.memory_bytes} bytes exceeded"
+        )
+    if kill_reason == Reason.OUTPUT_LIMIT:
+        streams = ", ".join(s.value for s in pump.over_cap())
+        return Verdict(Status.FAILED, Reason.OUTPUT_LIMIT, f"output limit exceeded on {streams}")
+    if kill_reason == Reason.TIMEOUT:
+        wall = f"wall-time limit of {limits.wall_seconds:g} s"
+        if counts.held_until(pump.killed_at or ended):
+            # Still at the limit when time ran out: a fork bomb held down, not a slow program.
+            return Verdict(Status.FAILED, Reason.PIDS_LIMIT, f"{counts.detail()}; the run was stopped at the {wall}")
+        return Verdict(Status.FAILED, Reason.TIMEOUT, f"{wall} exceeded")
+    if not started or returncode is None:
+        return Verdict(Status.ERROR, Reason.SANDBOX_ERROR, start_failure or "the sandbox did not start")
+    if returncode == 0:
+        return Verdict(Status.SUCCEEDED, None, "")
+    if pids_backstop_hit:
+        return Verdict(Status.FAILED, Reason.PIDS_LIMIT, "process limit reached")
+    if counts.limit_reached:
+        return Verdict(Status.FAILED, Reason.PIDS_LIMIT, f"{counts.detail()}; exited with code {returncode}")
+    return Verdict(Status.FAILED, Reason.EXIT_CODE, f"exited with code {returncode}")
