@@ -25,6 +25,8 @@ class Submission(models.Model):
     entrypoint = models.CharField(max_length=255, default="main.py")
     stdin = models.TextField(blank=True, default="")
     argv = models.JSONField(default=list, blank=True)
+    # The owner's choice: teammates may read its runs (read-only).
+    shared_with_team = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,3 +100,122 @@ class Run(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+# --- Accounts: roles, teams, quotas, tokens, audit -------------------------------------------------
+
+
+class Role(models.TextChoices):
+    RESEARCHER = "researcher", "Researcher"  # submits; sees, cancels and re-runs own runs
+    REVIEWER = "reviewer", "Reviewer"  # reads every run, submits nothing
+    ADMIN = "admin", "Admin"  # everything
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.RESEARCHER)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(role__in=Role.values), name="profile_role_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class QuotaFields(models.Model):
+    """The quotas; per role in QuotaPolicy, overridable per user in QuotaOverride (NULL = the role's)."""
+
+    concurrent_runs = models.PositiveIntegerField(null=True, blank=True)
+    runs_per_day = models.PositiveIntegerField(null=True, blank=True)
+    cpu_seconds_per_day = models.FloatField(null=True, blank=True)
+    max_wall_seconds = models.FloatField(null=True, blank=True)
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    max_output_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    max_upload_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    QUOTA_NAMES = (
+        "concurrent_runs",
+        "runs_per_day",
+        "cpu_seconds_per_day",
+        "max_wall_seconds",
+        "max_memory_mb",
+        "max_output_bytes",
+        "max_upload_bytes",
+    )
+
+    class Meta:
+        abstract = True
+
+
+class QuotaPolicy(QuotaFields):
+    role = models.CharField(max_length=16, choices=Role.choices, unique=True)
+
+    class Meta:
+        verbose_name_plural = "quota policies"
+
+    def __str__(self) -> str:
+        return f"quotas for {self.role}s"
+
+
+class QuotaOverride(QuotaFields):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota_override")
+
+    def __str__(self) -> str:
+        return f"quota override for {self.user}"
+
+
+class ApiToken(models.Model):
+    """A named API token. Only its SHA-256 is stored; the key is shown once, at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)  # shown in lists, so a user can tell tokens apart
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where. Written by services; read-only everywhere."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True, default="")  # kept if the user is deleted
+    action = models.CharField(max_length=40, db_index=True)
+    target = models.CharField(max_length=200, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+
+class WorkerHeartbeat(models.Model):
+    hostname = models.CharField(max_length=200, unique=True)
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    concurrency = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -8,11 +8,16 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from evaluations.models import Run, RunStatus
+from evaluations.permissions import visible_runs_q
 
 
 def run_list_visible(*, user) -> QuerySet[Run]:
-    # A user sees their own runs only (roles that see more come with the permissions work).
-    return Run.objects.filter(submission__owner=user).select_related("submission")
+    """Runs the user may read: evaluations.view_run as a queryset (see permissions.py)."""
+    return Run.objects.filter(visible_runs_q(user)).select_related("submission", "submission__owner")
+
+
+def run_list_own(*, user) -> QuerySet[Run]:
+    return Run.objects.filter(submission__owner_id=user.pk).select_related("submission")
 
 
 def run_get_visible(*, user, run_id: int) -> Run:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 import sandbox
 from evaluations import selectors, services
 from evaluations.forms import SubmissionForm
+from evaluations.permissions import require
 from evaluations.uploads import UploadedSource, argv_from_text, read_upload
 
 
@@ -40,6 +41,8 @@ def run_detail(request, run_id: int):
         "memory_limit_bytes": run.memory_bytes,
         "cpu_cores": sandbox.Limits.cpu_cores,
     }
+    page["can_cancel"] = request.user.has_perm("evaluations.cancel_run", run)
+    page["can_rerun"] = request.user.has_perm("evaluations.rerun_run", run)
     return render(request, "evaluations/run_detail.html", {"run": run, "page": page})
 
 
@@ -47,6 +50,7 @@ def run_detail(request, run_id: int):
 @require_POST
 def run_cancel(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    require(request.user, "evaluations.cancel_run", run)
     try:
         services.run_cancel(run=run)
     except services.RunNotCancellable:
@@ -58,12 +62,14 @@ def run_cancel(request, run_id: int):
 @require_POST
 def run_rerun(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    require(request.user, "evaluations.rerun_run", run)
     new_run = services.run_rerun(run=run)
     return redirect("run-detail", run_id=new_run.pk)
 
 
 @login_required
 def submission_new(request):
+    require(request.user, "evaluations.submit")
     form = SubmissionForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from evaluations import logstore, selectors, services
 from evaluations.api.serializers import LogsQuery, RerunInput, SubmissionInput, run_output
+from evaluations.permissions import require
 from evaluations.uploads import UploadedSource, read_upload
 
 
@@ -25,6 +26,7 @@ def reject_unknown_fields(data, allowed: set[str]) -> None:
 
 class SubmissionCreateApi(APIView):
     def post(self, request):
+        require(request.user, "evaluations.submit")
         data = request.data
         reject_unknown_fields(data, set(SubmissionInput().fields))
         form = SubmissionInput(data=data)
@@ -71,6 +73,7 @@ class Conflict(APIException):
 class RunCancelApi(APIView):
     def post(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        require(request.user, "evaluations.cancel_run", run)
         try:
             run = services.run_cancel(run=run)
         except services.RunNotCancellable as exc:
@@ -81,6 +84,7 @@ class RunCancelApi(APIView):
 class SubmissionRerunApi(APIView):
     def post(self, request, submission_id: int):
         latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
+        require(request.user, "evaluations.rerun_run", latest)
         reject_unknown_fields(request.data, set(RerunInput().fields))
         form = RerunInput(data=request.data)
         form.is_valid(raise_exception=True)

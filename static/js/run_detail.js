@@ -89,7 +89,8 @@ function onStatus(m) {
   $("exit-code").textContent = m.exit_code ?? "–";
   $("run-detail-text").textContent = m.detail || "";
   $("detail-row").hidden = !m.detail;
-  $("cancel-form").hidden = state.terminal;
+  const cancelForm = $("cancel-form"); // absent when this user may not cancel the run
+  if (cancelForm) cancelForm.hidden = state.terminal;
   if (m.cpu_seconds != null && m.peak_memory_bytes != null) {
     // Only if the server includes the final usage in the status message.
     $("usage").textContent = `${m.cpu_seconds.toFixed(2)} CPU s · ${formatBytes(m.peak_memory_bytes)} peak memory (sandbox included)`;
@@ -153,7 +154,7 @@ function showSizes() {
 
 // Cancel without leaving the page (the log and plots stay); the websocket brings the new status.
 // Without JavaScript the form posts normally and the server redirects back here.
-$("cancel-form").addEventListener("submit", async (event) => {
+$("cancel-form")?.addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const button = form.querySelector("button");
