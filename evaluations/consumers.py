@@ -88,6 +88,9 @@ class RunConsumer(_AuthenticatedConsumer):
             await self._replay(stream)
         await self.send_json(await database_sync_to_async(self._status_payload)())
         samples = await sync_to_async(logstore.metrics_read)(self.run_id)
+        # Samples are stored before they are published: a live one already in what we read is
+        # recognised by its time and not sent twice.
+        self.metrics_until = samples[-1]["t"] if samples else -1.0
         for i in range(0, len(samples), METRICS_PER_FRAME):
             await self.send_json({"type": "metrics", "samples": samples[i : i + METRICS_PER_FRAME]})
 
@@ -127,7 +130,10 @@ class RunConsumer(_AuthenticatedConsumer):
         self.sent[stream] = have + len(rest)
 
     async def run_metrics(self, event) -> None:
-        await self.send_json(event["payload"])
+        fresh = [s for s in event["payload"]["samples"] if s["t"] > getattr(self, "metrics_until", -1.0)]
+        if fresh:
+            self.metrics_until = fresh[-1]["t"]
+            await self.send_json({**event["payload"], "samples": fresh})
 
 
 class RunListConsumer(_AuthenticatedConsumer):

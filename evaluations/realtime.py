@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.05
 FLUSH_BYTES = 64 * 1024
-# A websocket frame must stay well under daphne's 1 MiB limit; base64 grows data by 4/3.
-FRAME_BYTES = 48 * 1024
+# Frames stay within 64 KiB (daphne resets a connection at 1 MiB): base64 grows data by 4/3, and
+# the JSON envelope needs a little room: 47 KiB of data make a frame of about 62.7 KiB.
+FRAME_BYTES = 47 * 1024
 SEND_TIMEOUT = 5.0
 
 

@@ -48,9 +48,11 @@ class TokenAndOriginMiddleware:
             if not validate_host(host, settings.ALLOWED_HOSTS):
                 scope["crucible_reject"] = CLOSE_FORBIDDEN_ORIGIN
         elif not auth:
-            # No Origin and no token: not a browser and not a script with a token: refuse the
-            # cookie rather than trust a client that hides where it comes from.
-            scope["crucible_reject"] = scope.get("crucible_reject", CLOSE_FORBIDDEN_ORIGIN)
+            # A session cookie without an Origin: browsers always send one, so this client hides
+            # where it comes from; refuse the cookie. (No cookie either: just not authenticated.)
+            user = scope.get("user")
+            if user is not None and user.is_authenticated:
+                scope["crucible_reject"] = scope.get("crucible_reject", CLOSE_FORBIDDEN_ORIGIN)
         return await self.inner(scope, receive, send)
 
 
