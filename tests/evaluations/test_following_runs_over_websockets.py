@@ -27,8 +27,7 @@ from channels.testing import WebsocketCommunicator
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 ORIGIN = b"http://testserver"
-# daphne resets the connection on a message over 1 MiB (DESIGN.md); the protocol promises ≤ 64 KiB.
-DAPHNE_MAX_MESSAGE_BYTES = 1024 * 1024
+# docs/live-runs.md: frames of at most 64 KiB (daphne resets the connection over 1 MiB).
 PROTOCOL_MAX_FRAME_BYTES = 64 * 1024
 RECEIVE_TIMEOUT = 10.0
 
@@ -98,11 +97,11 @@ async def close_code(path: str, headers: list[tuple[bytes, bytes]]) -> int:
 
 
 async def receive(comm: WebsocketCommunicator, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:
-    """The next JSON message; fails on a close or on a frame daphne would refuse to send."""
+    """The next JSON message; fails on a close or on a frame over the protocol's 64 KiB."""
     message = await comm.receive_output(timeout=timeout)
     assert message["type"] == "websocket.send", f"expected a message, got {message}"
     text = message["text"]
-    assert len(text.encode()) < DAPHNE_MAX_MESSAGE_BYTES, f"a {len(text.encode())}-byte frame"
+    assert len(text.encode()) <= PROTOCOL_MAX_FRAME_BYTES, f"a {len(text.encode())}-byte frame"
     return json.loads(text)
 
 
@@ -215,12 +214,6 @@ async def test_a_browser_without_a_session_is_not_authenticated(running_run):
     assert await close_code(f"/ws/runs/{running_run.pk}/", [(b"origin", ORIGIN)]) == 4401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a client with no credentials and no Origin is closed 4403 ('bad Origin'), not 4401 "
-    "('not authenticated') as docs/live-runs.md lists; evaluations/ws_auth.py sets 4403 for a missing "
-    "Origin whether or not a session cookie came with it",
-)
 async def test_a_client_with_no_credentials_at_all_is_not_authenticated(running_run):
     assert await close_code(f"/ws/runs/{running_run.pk}/", []) == 4401
 
@@ -318,11 +311,6 @@ async def test_the_replay_is_exactly_the_stored_bytes_from_the_clients_offsets(u
     await comm.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: output frames carry 48 KiB of data, whose base64 alone is 64 KiB, so a full frame is "
-    "65,599 bytes; docs/live-runs.md promises frames of at most 64 KiB (evaluations/realtime.py FRAME_BYTES)",
-)
 async def test_every_frame_is_at_most_64_kib(user, make_run, token_headers):
     out = random.Random(5).randbytes(300_000)
     run = await database_sync_to_async(make_run)(user, stdout=out, status="succeeded")
@@ -461,12 +449,6 @@ async def test_live_output_metrics_and_status_follow_the_replay(user, token_head
     await comm.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a metric sample stored between the consumer joining the group and reading the stored "
-    "samples is sent twice (stored and live); evaluations/consumers.py RunConsumer sends every live "
-    "run.metrics without checking what the connect already sent",
-)
 async def test_a_sample_stored_while_the_client_connects_arrives_once(token_headers, running_run, monkeypatch):
     from evaluations import consumers, logstore
     from evaluations.realtime import RunPublisher
