@@ -3,6 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from evaluations.quotas import RunCeilings, run_ceilings
+
 
 class SubmissionForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "untitled"}))
@@ -38,12 +40,16 @@ class SubmissionForm(forms.Form):
     wall_seconds = forms.FloatField(required=False, label="Wall-time limit (s)")
     memory_mb = forms.IntegerField(required=False, label="Memory limit (MiB)")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, ceilings: RunCeilings | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["wall_seconds"].widget.attrs["placeholder"] = f"{settings.CRUCIBLE_DEFAULT_WALL_SECONDS:g}"
-        self.fields["wall_seconds"].help_text = f"at most {settings.CRUCIBLE_MAX_WALL_SECONDS:g} s"
-        self.fields["memory_mb"].widget.attrs["placeholder"] = str(settings.CRUCIBLE_DEFAULT_MEMORY_MB)
-        self.fields["memory_mb"].help_text = f"at most {settings.CRUCIBLE_MAX_MEMORY_MB} MiB"
+        # The help texts give the user's own maxima: the site's, or their quota's where lower.
+        ceilings = ceilings or run_ceilings(None)
+        max_wall, max_mb = ceilings.wall_seconds.value, ceilings.memory_mb.value
+        default_wall = min(settings.CRUCIBLE_DEFAULT_WALL_SECONDS, max_wall)
+        self.fields["wall_seconds"].widget.attrs["placeholder"] = f"{default_wall:g}"
+        self.fields["wall_seconds"].help_text = f"at most {max_wall:g} s"
+        self.fields["memory_mb"].widget.attrs["placeholder"] = str(min(settings.CRUCIBLE_DEFAULT_MEMORY_MB, max_mb))
+        self.fields["memory_mb"].help_text = f"at most {max_mb} MiB"
 
     def clean(self):
         data = super().clean()

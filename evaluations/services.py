@@ -15,7 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 import sandbox
-from evaluations.models import Run, RunReason, RunStatus, Submission
+from evaluations import audit, selectors
+from evaluations.models import Profile, Role, Run, RunReason, RunStatus, Submission, Team, WorkerHeartbeat
+from evaluations.quotas import Ceiling, Quotas, owner_lock, quota_check_new_run, quotas_for, run_ceilings
 from sandbox.archive import unpack_archive
 
 logger = logging.getLogger(__name__)
@@ -29,22 +31,28 @@ LOST_RUN_GRACE_SECONDS = 120
 QUEUE_UPDATES = 50
 
 
-def limits_build(*, wall_seconds: float | None, memory_mb: int | None) -> sandbox.Limits:
-    """Validate user-requested limits against the site's ranges and return sandbox Limits."""
+def limits_build(*, wall_seconds: float | None, memory_mb: int | None, quotas: Quotas | None = None) -> sandbox.Limits:
+    """Validate user-requested limits and return sandbox Limits. The maxima are the site's, or the
+    user's quotas where those are lower; the output cap is not requested: every run gets the maximum."""
     errors: dict[str, str] = {}
-    max_wall = settings.CRUCIBLE_MAX_WALL_SECONDS
-    max_mb = settings.CRUCIBLE_MAX_MEMORY_MB
-    wall = settings.CRUCIBLE_DEFAULT_WALL_SECONDS if wall_seconds is None else wall_seconds
-    memory = settings.CRUCIBLE_DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    ceilings = run_ceilings(quotas)
+    max_wall, max_mb = ceilings.wall_seconds.value, ceilings.memory_mb.value
+    # A default above a user's maximum is lowered to it: leaving the field empty always works.
+    wall = min(settings.CRUCIBLE_DEFAULT_WALL_SECONDS, max_wall) if wall_seconds is None else wall_seconds
+    memory = min(settings.CRUCIBLE_DEFAULT_MEMORY_MB, max_mb) if memory_mb is None else memory_mb
     # `not (a <= x <= b)` is also true for NaN.
     if not (MIN_WALL_SECONDS <= wall <= max_wall):
-        errors["wall_seconds"] = f"must be between {MIN_WALL_SECONDS:g} and {max_wall:g} seconds, got {wall:g}"
+        errors["wall_seconds"] = (
+            f"must be between {MIN_WALL_SECONDS:g} and {max_wall:g} seconds{ceilings.wall_seconds.why()}, got {wall:g}"
+        )
     if not (MIN_MEMORY_MB <= memory <= max_mb):
-        errors["memory_mb"] = f"must be between {MIN_MEMORY_MB} and {max_mb} MiB, got {memory}"
+        errors["memory_mb"] = (
+            f"must be between {MIN_MEMORY_MB} and {max_mb} MiB{ceilings.memory_mb.why()}, got {memory}"
+        )
     if errors:
         raise ValidationError(errors)
     memory_bytes = int(memory) * MiB
-    output = settings.CRUCIBLE_OUTPUT_LIMIT_BYTES
+    output = int(ceilings.output_bytes.value)
     try:
         return sandbox.Limits(
             wall_seconds=float(wall),
@@ -57,8 +65,9 @@ def limits_build(*, wall_seconds: float | None, memory_mb: int | None) -> sandbo
         raise ValidationError({exc.field: exc.message}) from exc
 
 
-def code_validate(code: str, *, field: str = "code") -> None:
-    max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES
+def code_validate(code: str, *, field: str = "code", ceiling: Ceiling | None = None) -> None:
+    max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES if ceiling is None else int(ceiling.value)
+    why = ceiling.why() if ceiling is not None else ""
     if not code.strip():
         raise ValidationError({field: "must not be empty: paste Python code or upload a .py file"})
     try:
@@ -66,7 +75,7 @@ def code_validate(code: str, *, field: str = "code") -> None:
     except UnicodeEncodeError:
         raise ValidationError({field: "is not valid UTF-8 text"}) from None
     if size > max_bytes:
-        raise ValidationError({field: f"is {size} bytes; the limit is {max_bytes} bytes"})
+        raise ValidationError({field: f"is {size} bytes; the limit is {max_bytes} bytes{why}"})
     if "\x00" in code:
         raise ValidationError({field: "contains a NUL byte; Python source cannot"})
 
@@ -144,15 +153,28 @@ def submission_create(
     argv: list[str] | None = None,
     wall_seconds: float | None = None,
     memory_mb: int | None = None,
+    ip: str | None = None,
 ) -> Run:
     """Store the code (pasted, a file, or a project archive) and queue its first run; the task is
-    sent only once the rows are committed. Everything is checked before anything is stored."""
+    sent only once the rows are committed. Everything is checked before anything is stored: the
+    input (ValidationError), then the owner's quotas (QuotaExceeded), counted and inserted under
+    the owner's lock so parallel submissions cannot pass a quota together.
+    `ip`: the client's address, for the audit log."""
     clean_name = name_clean(name)
     argv = [] if argv is None else argv
     run_inputs_validate(stdin=stdin, argv=argv)
     if (code is None) == (archive is None):
         raise ValidationError({"code": "give exactly one of pasted code, a .py file or a project archive"})
+    quotas = quotas_for(owner)
+    ceilings = run_ceilings(quotas)
     if archive is not None:
+        if len(archive) > ceilings.archive_bytes.value:
+            raise ValidationError(
+                {
+                    "file": f"is {len(archive)} bytes; the limit for a project is "
+                    f"{int(ceilings.archive_bytes.value)} bytes{ceilings.archive_bytes.why()}"
+                }
+            )
         entry = entrypoint_clean(entrypoint)
         files = project_files(archive=archive, archive_name=archive_name, entrypoint=entry)
         try:
@@ -163,9 +185,11 @@ def submission_create(
     else:
         entry = "main.py"
         assert code is not None
-        code_validate(code)
-    limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb)
+        code_validate(code, ceiling=ceilings.code_bytes)
+    limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb, quotas=quotas)
     with transaction.atomic():
+        owner_lock(owner)
+        quota_check_new_run(user=owner, quotas=quotas)
         submission = Submission.objects.create(
             owner=owner,
             name=clean_name,
@@ -177,6 +201,13 @@ def submission_create(
             argv=argv,
         )
         run = _run_create(submission=submission, limits=limits)
+        audit.audit_record(
+            actor=owner,
+            action=audit.SUBMIT,
+            target=f"run:{run.pk}",
+            ip=ip,
+            data={"submission": submission.pk, "name": clean_name, "project": archive is not None},
+        )
     return run
 
 
@@ -282,8 +313,9 @@ class RunNotCancellable(Exception):
     """The run has already ended."""
 
 
-def run_cancel(*, run: Run) -> Run:
-    """Cancel a queued run at once; ask the worker to stop a running one (it ends within 1 s)."""
+def run_cancel(*, run: Run, actor=None, ip: str | None = None) -> Run:
+    """Cancel a queued run at once; ask the worker to stop a running one (it ends within 1 s).
+    `actor` (who asked; None for the system) and `ip` go to the audit log."""
     for _ in range(3):  # the run may move on between the two conditional updates: look again
         now = timezone.now()
         if _transition(
@@ -295,12 +327,18 @@ def run_cancel(*, run: Run) -> Run:
             cancel_requested_at=now,
             finished_at=now,
         ):
+            was = RunStatus.QUEUED
             break
         if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested_at=now):
+            was = RunStatus.RUNNING
             break
         run.refresh_from_db()
         if run.is_terminal:
             raise RunNotCancellable(f"run {run.pk} has already ended ({run.status})")
+    else:
+        was = ""
+    if was:
+        audit.audit_record(actor=actor, action=audit.CANCEL, target=f"run:{run.pk}", ip=ip, data={"was": was})
     run.refresh_from_db()
     return run
 
@@ -309,14 +347,37 @@ def run_cancel_requested(*, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
 
 
-def run_rerun(*, run: Run, wall_seconds: float | None = None, memory_mb: int | None = None) -> Run:
-    """A new run of the same submission, with the given run's limits unless others are given."""
+def run_rerun(
+    *,
+    run: Run,
+    wall_seconds: float | None = None,
+    memory_mb: int | None = None,
+    actor=None,
+    ip: str | None = None,
+) -> Run:
+    """A new run of the same submission, with the given run's limits unless others are given.
+    It counts against the owner's quotas like a submission (checked the same way, under the lock),
+    and gets the owner's current output cap. `actor` (default: the submission's owner) and `ip`
+    go to the audit log."""
+    owner = run.submission.owner
+    quotas = quotas_for(owner)
     limits = limits_build(
         wall_seconds=run.wall_seconds if wall_seconds is None else wall_seconds,
         memory_mb=run.memory_bytes // MiB if memory_mb is None else memory_mb,
+        quotas=quotas,
     )
     with transaction.atomic():
-        return _run_create(submission=run.submission, limits=limits)
+        owner_lock(owner)
+        quota_check_new_run(user=owner, quotas=quotas)
+        new_run = _run_create(submission=run.submission, limits=limits)
+        audit.audit_record(
+            actor=actor if actor is not None else run.submission.owner,
+            action=audit.RERUN,
+            target=f"run:{new_run.pk}",
+            ip=ip,
+            data={"submission": run.submission_id, "from_run": run.pk},
+        )
+        return new_run
 
 
 def _publish_queue_positions() -> None:
@@ -340,7 +401,160 @@ def _publish_status_on_commit(run_id: int) -> None:
         run = Run.objects.select_related("submission").filter(pk=run_id).first()
         if run is not None:
             realtime.publish_status(
-                run_id=run_id, owner_id=run.submission.owner_id, payload=selectors.run_status_payload(run=run)
+                run_id=run_id,
+                owner_id=run.submission.owner_id,
+                payload=selectors.run_status_payload(run=run),
+                list_groups=selectors.run_list_audience(run=run),
             )
 
     transaction.on_commit(publish)
+
+
+# --- Accounts: users, roles, teams, sharing. Every change is audited in its own transaction. ---------
+
+
+class SelfLockout(ValidationError):
+    """An admin tried to take their own access away (role or active flag)."""
+
+
+def _user_target(user) -> str:
+    return f"user:{user.get_username()}"
+
+
+def _forget_cached_profile(user) -> None:
+    user.__dict__.pop("_crucible_profile", None)  # permissions.py caches it on the user object
+
+
+@transaction.atomic
+def user_create(*, actor, user, role: str = Role.RESEARCHER, team: Team | None = None, request=None, via: str):
+    """Store a new user (an unsaved User, its password already set or made unusable by the form)
+    with its role and team. `actor` None means the user signed up themselves."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Role.values)}, got {role!r}"})
+    user.is_staff = role == Role.ADMIN
+    user.is_superuser = False
+    user.save()
+    Profile.objects.create(user=user, role=role, team=team)
+    audit.audit_record(
+        actor=actor if actor is not None else user,
+        action=audit.USER_CREATE,
+        target=_user_target(user),
+        request=request,
+        data={
+            "role": role,
+            "team": team.name if team else None,
+            "via": via,
+            "can_log_in": user.has_usable_password(),
+        },
+    )
+    return user
+
+
+@transaction.atomic
+def user_set_role(*, actor, user, role: str, request=None) -> bool:
+    """Give `user` exactly one role. Admins get is_staff (they use the Django admin); anyone else
+    loses is_staff and is_superuser, so no flag grants more than the role. True if it changed."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Role.values)}, got {role!r}"})
+    old = selectors.user_role(user=user)
+    if actor is not None and actor.pk == user.pk and role != old:
+        raise SelfLockout({"role": "you cannot change your own role; ask another admin"})
+    Profile.objects.update_or_create(user=user, defaults={"role": role})
+    flags = {"is_staff": role == Role.ADMIN}
+    if role != Role.ADMIN:
+        flags["is_superuser"] = False
+    type(user).objects.filter(pk=user.pk).update(**flags)
+    for name, value in flags.items():
+        setattr(user, name, value)
+    _forget_cached_profile(user)
+    if old == role:
+        return False
+    audit.audit_record(
+        actor=actor,
+        action=audit.ROLE_CHANGE,
+        target=_user_target(user),
+        request=request,
+        data={"from": old, "to": role},
+    )
+    return True
+
+
+@transaction.atomic
+def user_set_team(*, actor, user, team: Team | None, request=None) -> bool:
+    profile = Profile.objects.filter(user_id=user.pk).select_related("team").first()
+    old = profile.team if profile is not None else None
+    if old == team:
+        return False
+    Profile.objects.update_or_create(
+        user=user, defaults={"team": team}, create_defaults={"role": selectors.user_role(user=user), "team": team}
+    )
+    _forget_cached_profile(user)
+    audit.audit_record(
+        actor=actor,
+        action=audit.USER_CHANGE,
+        target=_user_target(user),
+        request=request,
+        data={"team": {"from": old.name if old else None, "to": team.name if team else None}},
+    )
+    return True
+
+
+# Fields an admin may change on a user through user_update (the password has its own forms).
+USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active")
+
+
+@transaction.atomic
+def user_update(*, actor, user, changes: dict, request=None) -> list[str]:
+    """Apply field changes to a user; deactivation is audited as such, the rest as one change.
+    Returns the names of the fields that changed."""
+    unknown = set(changes) - set(USER_FIELDS)
+    if unknown:
+        raise ValueError(f"user_update cannot change {sorted(unknown)}")
+    current = type(user).objects.filter(pk=user.pk).values(*USER_FIELDS).get()
+    changed = {name: {"from": current[name], "to": value} for name, value in changes.items() if current[name] != value}
+    if not changed:
+        return []
+    if changed.get("is_active", {}).get("to") is False and actor is not None and actor.pk == user.pk:
+        raise SelfLockout({"is_active": "you cannot deactivate yourself; ask another admin"})
+    type(user).objects.filter(pk=user.pk).update(**{name: change["to"] for name, change in changed.items()})
+    for name, change in changed.items():
+        setattr(user, name, change["to"])
+    rest = dict(changed)
+    if rest.get("is_active", {}).get("to") is False:
+        del rest["is_active"]
+        audit.audit_record(actor=actor, action=audit.USER_DEACTIVATE, target=_user_target(user), request=request)
+    if rest:
+        audit.audit_record(actor=actor, action=audit.USER_CHANGE, target=_user_target(user), request=request, data=rest)
+    return sorted(changed)
+
+
+def user_deactivate(*, actor, user, request=None) -> bool:
+    """Deactivate (never delete: the audit log and runs keep their owner). Their sessions and API
+    tokens stop working at once, because both check is_active on every request."""
+    return bool(user_update(actor=actor, user=user, changes={"is_active": False}, request=request))
+
+
+@transaction.atomic
+def submission_set_shared(*, actor, submission: Submission, shared: bool, request=None) -> bool:
+    """The owner's choice: teammates may read this submission's runs (or no longer). True if it changed."""
+    changed = (
+        Submission.objects.filter(pk=submission.pk).exclude(shared_with_team=shared).update(shared_with_team=shared)
+    )
+    submission.shared_with_team = shared
+    if changed:
+        audit.audit_record(
+            actor=actor,
+            action=audit.SHARE_CHANGE,
+            target=f"submission:{submission.pk}",
+            request=request,
+            data={"shared_with_team": shared},
+        )
+    return bool(changed)
+
+
+def worker_heartbeat(*, hostname: str, started, concurrency: int, now=None) -> None:
+    """A worker says it is alive (evaluations/tasks.py, every few seconds); the ops page reads it."""
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname[:200],
+        defaults={"started": started, "last_seen": now or timezone.now(), "concurrency": concurrency},
+    )

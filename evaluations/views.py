@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 import sandbox
-from evaluations import selectors, services
+from evaluations import quotas, selectors, services
+from evaluations.audit import client_ip
 from evaluations.forms import SubmissionForm
 from evaluations.permissions import require
 from evaluations.uploads import UploadedSource, argv_from_text, read_upload
@@ -43,7 +44,36 @@ def run_detail(request, run_id: int):
     }
     page["can_cancel"] = request.user.has_perm("evaluations.cancel_run", run)
     page["can_rerun"] = request.user.has_perm("evaluations.rerun_run", run)
-    return render(request, "evaluations/run_detail.html", {"run": run, "page": page})
+    sharing = {
+        "can_change": request.user.has_perm("evaluations.share_submission", run),
+        "mine": run.submission.owner_id == request.user.pk,
+        "team": selectors.user_team(user=run.submission.owner),
+    }
+    return render(request, "evaluations/run_detail.html", {"run": run, "page": page, "sharing": sharing})
+
+
+@login_required
+@require_POST
+def submission_share(request, submission_id: int):
+    """The owner shares a submission's runs with their team (read-only), or stops sharing."""
+    run = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
+    require(request.user, "evaluations.share_submission", run)
+    choice = request.POST.get("shared_with_team")
+    if choice not in ("true", "false"):
+        message = "shared_with_team must be true or false"
+        return render(request, "error.html", {"title": "Bad request", "message": message}, status=400)
+    shared = choice == "true"
+    services.submission_set_shared(actor=request.user, submission=run.submission, shared=shared, request=request)
+    team = selectors.user_team(user=request.user)
+    if shared:
+        messages.success(request, f"Shared with your team{f' ({team.name})' if team else ''}: they can read its runs.")
+    else:
+        messages.success(request, "No longer shared: only you (and reviewers and admins) can see its runs.")
+    # Back to the run page the form was on, if it is a run of this submission.
+    back = request.POST.get("run", "")
+    if back.isdigit() and run.submission.runs.filter(pk=int(back)).exists():
+        return redirect("run-detail", run_id=int(back))
+    return redirect("run-detail", run_id=run.pk)
 
 
 @login_required
@@ -52,7 +82,7 @@ def run_cancel(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
     require(request.user, "evaluations.cancel_run", run)
     try:
-        services.run_cancel(run=run)
+        services.run_cancel(run=run, actor=request.user, ip=client_ip(request))
     except services.RunNotCancellable:
         messages.info(request, "The run had already ended.")
     return redirect("run-detail", run_id=run.pk)
@@ -63,14 +93,24 @@ def run_cancel(request, run_id: int):
 def run_rerun(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
     require(request.user, "evaluations.rerun_run", run)
-    new_run = services.run_rerun(run=run)
+    try:
+        new_run = services.run_rerun(run=run, actor=request.user, ip=client_ip(request))
+    except quotas.QuotaExceeded as exc:
+        messages.error(request, f"Not re-run: {exc.message}")
+        return redirect("run-detail", run_id=run.pk)
+    except ValidationError as exc:  # e.g. its limits are above what the owner's quota now allows
+        problems = "; ".join(f"{field} {' '.join(text)}" for field, text in exc.message_dict.items())
+        messages.error(request, f"Not re-run: {problems}. Submit it again with other limits.")
+        return redirect("run-detail", run_id=run.pk)
     return redirect("run-detail", run_id=new_run.pk)
 
 
 @login_required
 def submission_new(request):
     require(request.user, "evaluations.submit")
-    form = SubmissionForm(request.POST or None, request.FILES or None)
+    ceilings = quotas.run_ceilings(quotas.quotas_for(request.user))
+    form = SubmissionForm(request.POST or None, request.FILES or None, ceilings=ceilings)
+    over_quota = False
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -90,13 +130,25 @@ def submission_new(request):
                 argv=argv_from_text(data.get("argv")),
                 wall_seconds=data.get("wall_seconds"),
                 memory_mb=data.get("memory_mb"),
+                ip=client_ip(request),
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, messages)
+        except quotas.QuotaExceeded as exc:
+            # 429 like the API: the input was fine, the user is over a quota.
+            over_quota = True
+            form.add_error(None, exc.message)
         else:
             return redirect("run-detail", run_id=run.pk)
-    return render(request, "evaluations/submission_new.html", {"form": form}, status=400 if form.errors else 200)
+    status = 429 if over_quota else 400 if form.errors else 200
+    return render(request, "evaluations/submission_new.html", {"form": form}, status=status)
+
+
+@login_required
+def usage(request):
+    report = quotas.usage_report(request.user)
+    return render(request, "evaluations/usage.html", {"report": report})
 
 
 def bad_request(request, exception=None):

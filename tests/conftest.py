@@ -8,35 +8,56 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from tests.support.quotas import GENEROUS_QUOTAS
 
 PASSWORD = "correct horse battery staple"
 HELLO = "print('hello')\n"
 
 _serial = itertools.count(1)
-_password_hashes: dict[str, str] = {}
+_password_hashes: dict[tuple[str, str], str] = {}
 
 
 def _password_hash(password: str) -> str:
-    # The real hasher costs ~0.5 s a call; hash each distinct password once per session.
+    # The real hasher costs ~0.5 s a call; hash each distinct password once per session. Keyed by
+    # the hasher too: a test module that switches to a fast hasher must not leave its hashes to
+    # modules that cannot check them.
+    from django.conf import settings
     from django.contrib.auth.hashers import make_password
 
-    if password not in _password_hashes:
-        _password_hashes[password] = make_password(password)
-    return _password_hashes[password]
+    key = (settings.PASSWORD_HASHERS[0], password)
+    if key not in _password_hashes:
+        _password_hashes[key] = make_password(password)
+    return _password_hashes[key]
 
 
 @pytest.fixture
 def make_user(db) -> Callable[..., Any]:
+    """make_user(username, password=..., quotas=..., <User fields>). Users get GENEROUS_QUOTAS as a
+    per-user override (tests submit more at once than a researcher's default 2 concurrent runs);
+    quotas={...} gives another override, quotas=None none at all (the role's defaults apply)."""
     from django.contrib.auth import get_user_model
 
-    def _make_user(username: str | None = None, *, password: str = PASSWORD, **fields: Any):
+    from evaluations.models import QuotaOverride
+
+    def _make_user(
+        username: str | None = None,
+        *,
+        password: str = PASSWORD,
+        quotas: dict[str, Any] | None = GENEROUS_QUOTAS,
+        **fields: Any,
+    ):
         username = username or f"user{next(_serial)}"
-        return get_user_model().objects.create(
+        user = get_user_model().objects.create(
             username=username, email=f"{username}@example.invalid", password=_password_hash(password), **fields
         )
+        if quotas is not None:
+            QuotaOverride.objects.create(user=user, **quotas)
+        return user
 
     return _make_user
 
@@ -57,11 +78,33 @@ def other_user(make_user):
     return make_user("mallory")
 
 
-@pytest.fixture
-def token(user):
-    from rest_framework.authtoken.models import Token
+@dataclass(frozen=True)
+class IssuedToken:
+    """An API token as its owner has it: the stored row, and the key shown once at creation."""
 
-    return Token.objects.create(user=user)
+    row: Any  # evaluations.models.ApiToken
+    key: str
+
+    @property
+    def user(self):
+        return self.row.user
+
+
+@pytest.fixture
+def make_token(db) -> Callable[..., IssuedToken]:
+    """make_token(user, name="test") -> IssuedToken, made the way the profile page makes them."""
+    from evaluations import tokens
+
+    def _make_token(user, name: str = "test") -> IssuedToken:
+        row, key = tokens.token_create(user=user, name=name)
+        return IssuedToken(row=row, key=key)
+
+    return _make_token
+
+
+@pytest.fixture
+def token(user, make_token) -> IssuedToken:
+    return make_token(user)
 
 
 @pytest.fixture

@@ -11,10 +11,16 @@ from django.core.exceptions import (
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from evaluations.quotas import QuotaExceeded
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, QuotaExceeded):
+        return quota_exceeded_response(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
     elif isinstance(exc, RequestDataTooBig):
@@ -23,7 +29,29 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({"detail": "too many fields or files in the request"})
     elif isinstance(exc, SuspiciousOperation):
         exc = exceptions.ValidationError({"detail": "the request was malformed and has been rejected"})
+    elif type(exc) is exceptions.Throttled and str(exc.detail).startswith(str(exceptions.Throttled.default_detail)):
+        # DRF's own 429 from the rate limits (a quota's 429 brings its own message and is kept).
+        exc = RateLimited(wait=exc.wait)
     return drf_exception_handler(exc, context)
+
+
+class RateLimited(exceptions.Throttled):
+    """A 429 that says which limits apply (DRF adds when to retry, and the Retry-After header)."""
+
+    def __init__(self, wait: float | None = None) -> None:
+        from evaluations.api.throttling import throttled_message
+
+        super().__init__(wait=wait, detail=throttled_message())
+
+
+def quota_exceeded_response(exc: QuotaExceeded) -> Response:
+    # Built here rather than as an APIException, whose detail would turn the numbers into strings.
+    set_rollback()
+    response = Response(exc.as_dict(), status=429)
+    retry_after = exc.retry_after_seconds()
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def body_too_large_message() -> str:

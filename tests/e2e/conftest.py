@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support.quotas import give_generous_quotas
 from tests.support.stack import Stack
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -72,6 +73,9 @@ def stack_env(django_db_setup) -> dict[str, str]:
         "CRUCIBLE_SANDBOX_ENGINE": "runsc",
         "CRUCIBLE_PRODUCTION": "0",
         "CRUCIBLE_DEBUG": "0",
+        # The tests poll the API every 0.1 s: no rate limit may slow them down.
+        "CRUCIBLE_API_RATE": "off",
+        "CRUCIBLE_API_WRITE_RATE": "off",
     }
 
 
@@ -100,15 +104,17 @@ class E2EUser:
 
 @pytest.fixture
 def e2e_user(transactional_db) -> E2EUser:
-    """A user with a password and a DRF token, committed so daphne sees it."""
+    """A user with a password and an API token, committed so daphne sees it."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from evaluations import tokens
 
     username = f"e2e{next(_serial)}-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
     user = get_user_model().objects.create_user(username=username, password=password)
-    token = Token.objects.create(user=user)
-    return E2EUser(username=username, password=password, token=token.key)
+    give_generous_quotas(user)  # browser tests keep three runs in flight at once
+    _row, key = tokens.token_create(user=user, name="e2e")
+    return E2EUser(username=username, password=password, token=key)
 
 
 @pytest.fixture

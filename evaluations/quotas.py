@@ -1,0 +1,279 @@
+"""Quotas: what a user may use (their role's policy, overridden per user), what they used today,
+and the checks the submission services make under a per-user row lock.
+
+Days are UTC days: the daily counts reset at the next UTC midnight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from evaluations.models import Profile, QuotaFields, QuotaOverride, QuotaPolicy, Role, Run, RunStatus
+
+LABELS = {
+    "concurrent_runs": "concurrent runs",
+    "runs_per_day": "runs per day",
+    "cpu_seconds_per_day": "CPU seconds per day",
+    "max_wall_seconds": "wall time per run",
+    "max_memory_mb": "memory per run",
+    "max_output_bytes": "output per run",
+    "max_upload_bytes": "code/upload size",
+}
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """A user's effective quotas. None: no quota of that kind (the site's maxima still apply)."""
+
+    role: str
+    concurrent_runs: int | None = None
+    runs_per_day: int | None = None
+    cpu_seconds_per_day: float | None = None
+    max_wall_seconds: float | None = None
+    max_memory_mb: int | None = None
+    max_output_bytes: int | None = None
+    max_upload_bytes: int | None = None
+
+
+assert {f.name for f in fields(Quotas)} - {"role"} == set(QuotaFields.QUOTA_NAMES)
+
+
+def quota_role(user) -> str:
+    # Not permissions.role_of: that answers None for inactive users, and a quota always has a role.
+    if user.is_superuser:
+        return Role.ADMIN
+    role = Profile.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
+    return role or Role.RESEARCHER
+
+
+def quotas_for(user) -> Quotas:
+    """Each quota from the user's override where it is not NULL, else from their role's policy.
+    A role without a policy row has no quotas (only the site's maxima): the migration seeds one
+    per role, so that is an admin's explicit choice."""
+    role = quota_role(user)
+    policy = QuotaPolicy.objects.filter(role=role).first()
+    override = QuotaOverride.objects.filter(user_id=user.pk).first()
+    values = {}
+    for name in QuotaFields.QUOTA_NAMES:
+        value = getattr(override, name) if override is not None else None
+        if value is None and policy is not None:
+            value = getattr(policy, name)
+        values[name] = value
+    return Quotas(role=role, **values)
+
+
+# --- Per-run ceilings: the smaller of the site's maximum and the user's quota ----------------------
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    value: float
+    from_quota: bool  # the user's quota is what binds (not the site's maximum)
+
+    def why(self) -> str:
+        return " (your quota)" if self.from_quota else ""
+
+
+def _ceiling(site: float, quota: float | None) -> Ceiling:
+    if quota is not None and quota < site:
+        return Ceiling(quota, True)
+    return Ceiling(site, False)
+
+
+@dataclass(frozen=True)
+class RunCeilings:
+    wall_seconds: Ceiling
+    memory_mb: Ceiling
+    # The output cap per stream: it is not requested, every run gets this much.
+    output_bytes: Ceiling
+    code_bytes: Ceiling  # pasted code or a single .py file
+    archive_bytes: Ceiling  # a project upload
+
+
+def run_ceilings(quotas: Quotas | None) -> RunCeilings:
+    """quotas=None: only the site's maxima (rows made outside a user's request, e.g. in tests)."""
+    q = quotas or Quotas(role="")
+    return RunCeilings(
+        wall_seconds=_ceiling(settings.CRUCIBLE_MAX_WALL_SECONDS, q.max_wall_seconds),
+        memory_mb=_ceiling(settings.CRUCIBLE_MAX_MEMORY_MB, q.max_memory_mb),
+        output_bytes=_ceiling(settings.CRUCIBLE_OUTPUT_LIMIT_BYTES, q.max_output_bytes),
+        code_bytes=_ceiling(settings.CRUCIBLE_MAX_CODE_BYTES, q.max_upload_bytes),
+        archive_bytes=_ceiling(settings.CRUCIBLE_MAX_UPLOAD_BYTES, q.max_upload_bytes),
+    )
+
+
+# --- Usage today ------------------------------------------------------------------------------------
+
+
+def day_start(now: datetime | None = None) -> datetime:
+    now = (now or timezone.now()).astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def resets_at(now: datetime | None = None) -> datetime:
+    """When the daily counts start again from zero: the next UTC midnight."""
+    return day_start(now) + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Usage:
+    concurrent_runs: int  # queued or running, whenever they were queued
+    runs_today: int  # queued since UTC midnight, except those that ended in error (our fault)
+    cpu_seconds_today: float  # of those same runs, as far as they have finished
+    resets_at: datetime
+
+
+def usage_of(user, *, now: datetime | None = None) -> Usage:
+    """One query. Counted at the moment it runs: call it after taking the user's lock."""
+    start = day_start(now)
+    today = Q(queued_at__gte=start) & ~Q(status=RunStatus.ERROR)
+    row = Run.objects.filter(submission__owner_id=user.pk).aggregate(
+        concurrent=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
+        today=Count("pk", filter=today),
+        cpu=Sum("cpu_seconds", filter=today),
+    )
+    return Usage(
+        concurrent_runs=row["concurrent"],
+        runs_today=row["today"],
+        cpu_seconds_today=float(row["cpu"] or 0.0),
+        resets_at=start + timedelta(days=1),
+    )
+
+
+# --- Enforcement ------------------------------------------------------------------------------------
+
+
+class QuotaExceeded(Exception):
+    """A new run would go over one of the user's quotas. `resets_at` is None for concurrent runs,
+    which free up when a run ends rather than at a time."""
+
+    def __init__(self, *, quota: str, limit: float, usage: float, resets_at: datetime | None) -> None:
+        self.quota = quota
+        self.limit = limit
+        self.usage = usage
+        self.resets_at = resets_at
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        label = LABELS[self.quota]
+        if self.quota == "concurrent_runs":
+            return (
+                f"Quota reached: {label}. {self.usage:g} of your {self.limit:g} runs are queued or running; "
+                "wait for one to finish (or cancel one), then submit again."
+            )
+        when = f"it resets at {self.resets_at:%Y-%m-%d %H:%M} UTC" if self.resets_at else "it does not reset"
+        if self.quota == "runs_per_day":
+            used = (
+                f"You have started {self.usage:g} of your {self.limit:g} runs today "
+                "(runs that end in error do not count)"
+            )
+        else:
+            used = f"Your runs today used {self.usage:.1f} of your {self.limit:g} CPU seconds"
+        return f"Quota reached: {label}. {used}; {when}."
+
+    def retry_after_seconds(self, now: datetime | None = None) -> int | None:
+        if self.resets_at is None:
+            return None
+        return max(1, math.ceil((self.resets_at - (now or timezone.now())).total_seconds()))
+
+    def as_dict(self) -> dict:
+        return {
+            "detail": self.message,
+            "quota": self.quota,
+            "limit": self.limit,
+            "usage": self.usage,
+            "resets_at": self.resets_at.isoformat().replace("+00:00", "Z") if self.resets_at else None,
+        }
+
+
+def owner_lock(user) -> None:
+    """Lock the user's profile row (made first if missing) until the surrounding transaction ends:
+    one submission per user at a time passes from counting to inserting. On SQLite, where
+    SELECT ... FOR UPDATE does not exist, the IMMEDIATE transaction already holds the write lock."""
+    # get_or_create copes with two transactions inserting the profile at once (savepoint + get).
+    Profile.objects.get_or_create(user_id=user.pk)
+    Profile.objects.select_for_update().get(user_id=user.pk)
+
+
+def quota_check_new_run(*, user, quotas: Quotas, now: datetime | None = None) -> Usage:
+    """Raise QuotaExceeded if one more run would go over a quota. Call inside the transaction
+    that inserts the run, after owner_lock()."""
+    usage = usage_of(user, now=now)
+    # Daily quotas first: waiting for a running run to end does not help with those.
+    if quotas.runs_per_day is not None and usage.runs_today >= quotas.runs_per_day:
+        raise QuotaExceeded(
+            quota="runs_per_day", limit=quotas.runs_per_day, usage=usage.runs_today, resets_at=usage.resets_at
+        )
+    # CPU time is known when a run ends, so runs in flight can take a user somewhat past it.
+    if quotas.cpu_seconds_per_day is not None and usage.cpu_seconds_today >= quotas.cpu_seconds_per_day:
+        raise QuotaExceeded(
+            quota="cpu_seconds_per_day",
+            limit=quotas.cpu_seconds_per_day,
+            usage=usage.cpu_seconds_today,
+            resets_at=usage.resets_at,
+        )
+    if quotas.concurrent_runs is not None and usage.concurrent_runs >= quotas.concurrent_runs:
+        raise QuotaExceeded(
+            quota="concurrent_runs", limit=quotas.concurrent_runs, usage=usage.concurrent_runs, resets_at=None
+        )
+    return usage
+
+
+# --- The usage page ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    name: str
+    label: str
+    used: float
+    limit: float | None
+    unit: str
+
+    @property
+    def percent(self) -> int:
+        if self.limit is None:
+            return 0
+        if self.limit <= 0:
+            return 100
+        return min(100, round(100 * self.used / self.limit))
+
+    @property
+    def level(self) -> str:
+        """For the bar's colour: ok, near (80 % or more), full."""
+        if self.limit is not None and self.used >= self.limit:
+            return "full"
+        return "near" if self.percent >= 80 else "ok"
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    quotas: Quotas
+    usage: Usage
+    rows: list[UsageRow]
+    ceilings: RunCeilings
+
+
+def usage_report(user, *, now: datetime | None = None) -> UsageReport:
+    quotas = quotas_for(user)
+    usage = usage_of(user, now=now)
+    rows = [
+        UsageRow("concurrent_runs", LABELS["concurrent_runs"], usage.concurrent_runs, quotas.concurrent_runs, "runs"),
+        UsageRow("runs_per_day", LABELS["runs_per_day"], usage.runs_today, quotas.runs_per_day, "runs"),
+        UsageRow(
+            "cpu_seconds_per_day",
+            LABELS["cpu_seconds_per_day"],
+            round(usage.cpu_seconds_today, 1),
+            quotas.cpu_seconds_per_day,
+            "CPU s",
+        ),
+    ]
+    return UsageReport(quotas=quotas, usage=usage, rows=rows, ceilings=run_ceilings(quotas))

@@ -1,0 +1,86 @@
+"""Parallel submissions cannot pass a quota together: each counts and inserts under the owner's
+row lock (SELECT ... FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers).
+
+Real threads, each with its own database connection, against committed data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from evaluations import services, tasks
+from evaluations.models import Profile, Run, Submission
+from evaluations.quotas import QuotaExceeded
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+THREADS = 20
+QUOTA = 5
+
+
+@pytest.fixture(autouse=True)
+def no_worker(monkeypatch) -> None:
+    # The runs are committed, so on_commit would send them to the broker: only the rows matter here.
+    monkeypatch.setattr(tasks.run_execute, "delay", lambda run_id: None)
+
+
+def race(user_id: int, action) -> list[tuple[str, object]]:
+    """Run action(user) in THREADS threads released together; return each thread's outcome."""
+    barrier = threading.Barrier(THREADS)
+    outcomes: list[tuple[str, object]] = [("missing", None)] * THREADS
+
+    def worker(i: int) -> None:
+        try:
+            user = get_user_model().objects.get(pk=user_id)  # this thread's own connection
+            barrier.wait(timeout=30)
+            outcomes[i] = ("created", action(user, i).pk)
+        except QuotaExceeded as exc:
+            outcomes[i] = ("refused", exc)
+        except Exception as exc:  # a deadlock or an IntegrityError must fail the test, not vanish
+            outcomes[i] = ("crashed", repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a submission hung"
+    return outcomes
+
+
+@pytest.mark.parametrize("quota", ["concurrent_runs", "runs_per_day"])
+def test_twenty_parallel_submissions_get_exactly_the_quota_of_five(make_user, quota) -> None:
+    # No profile yet: the threads also race to create the row they lock.
+    user = make_user(quotas={quota: QUOTA})
+    assert not Profile.objects.filter(user=user).exists()
+
+    outcomes = race(
+        user.pk, lambda owner, i: services.submission_create(owner=owner, name=f"racer {i}", code="print(1)\n")
+    )
+
+    kinds = Counter(kind for kind, _ in outcomes)
+    assert kinds == {"created": QUOTA, "refused": THREADS - QUOTA}, outcomes
+    assert Run.objects.filter(submission__owner=user).count() == QUOTA
+    assert Submission.objects.filter(owner=user).count() == QUOTA
+    for kind, exc in outcomes:
+        if kind == "refused":
+            assert (exc.quota, exc.limit, exc.usage) == (quota, QUOTA, QUOTA)
+    assert Profile.objects.filter(user=user).count() == 1
+
+
+def test_twenty_parallel_reruns_get_exactly_the_quota_of_five(make_user) -> None:
+    user = make_user(quotas={"concurrent_runs": QUOTA + 1})
+    first = services.submission_create(owner=user, name="rerun me", code="print(1)\n")
+
+    outcomes = race(user.pk, lambda owner, i: services.run_rerun(run=Run.objects.get(pk=first.pk)))
+
+    kinds = Counter(kind for kind, _ in outcomes)
+    assert kinds == {"created": QUOTA, "refused": THREADS - QUOTA}, outcomes
+    assert Run.objects.filter(submission__owner=user).count() == QUOTA + 1
