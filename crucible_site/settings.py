@@ -53,7 +53,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rules",
     "rest_framework",
-    "rest_framework.authtoken",
     "channels",
     "evaluations",
 ]
@@ -157,8 +156,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "evaluations.api.auth.ApiTokenAuthentication",  # hashed tokens, evaluations/tokens.py
         "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "evaluations.api.throttling.ApiRateThrottle",
+        "evaluations.api.throttling.ApiWriteRateThrottle",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
@@ -170,8 +173,37 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-# Redis: Celery broker and the Channels layer.
+# Redis: Celery broker, the Channels layer and the cache (API rate-limit counters, shared by
+# every web process).
 REDIS_URL = env_str("CRUCIBLE_REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("CRUCIBLE_CACHE_PREFIX", "crucible"),
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+
+def _rate(name: str, default: str) -> str | None:
+    """'<n>/<second|minute|hour|day>' (DRF reads the first letter of the unit), or 'off'."""
+    raw = env_str(name, default).strip().lower()
+    if raw in ("off", "none", "unlimited"):
+        return None
+    number, _, unit = raw.partition("/")
+    if not number.isdigit() or unit not in ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"):
+        raise ImproperlyConfigured(f"{name} must look like 120/min (or 10/s, 1000/hour, 5000/day, off), got {raw!r}")
+    return raw
+
+
+# API rate limits per token (per user for browser sessions); writes (submissions, re-runs,
+# cancels) have their own, lower limit on top. Over a limit the API answers 429 + Retry-After.
+CRUCIBLE_API_RATE = _rate("CRUCIBLE_API_RATE", "120/min")
+CRUCIBLE_API_WRITE_RATE = _rate("CRUCIBLE_API_WRITE_RATE", "30/min")
+# How many reverse proxies in front of us append to X-Forwarded-For. 0: the header is ignored
+# and the client address (audit log, rate limits of anonymous callers) is REMOTE_ADDR.
+CRUCIBLE_TRUSTED_PROXIES = env_int("CRUCIBLE_TRUSTED_PROXIES", 0)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

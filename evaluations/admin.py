@@ -17,3 +17,6 @@ class RunAdmin(admin.ModelAdmin):
     raw_id_fields = ("submission",)
     exclude = ("stdout", "stderr")
     readonly_fields = [f.name for f in Run._meta.fields if f.name not in ("stdout", "stderr")]
+
+
+from evaluations import admin_tokens  # noqa: E402, F401 - API tokens and the audit log (read-only)

@@ -7,3 +7,6 @@ class EvaluationsConfig(AppConfig):
 
     def ready(self) -> None:
         from evaluations import checks  # noqa: F401 - registers the system checks
+        from evaluations.audit import connect_signals
+
+        connect_signals()  # logins, failed logins and logouts go to the audit log

@@ -19,12 +19,9 @@ from evaluations.consumers import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
 
 @database_sync_to_async
 def _user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
+    from evaluations import tokens
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
+    return tokens.authenticate(key)  # None for unknown or revoked keys and inactive users
 
 
 class TokenAndOriginMiddleware:

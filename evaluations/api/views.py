@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from evaluations import logstore, selectors, services
 from evaluations.api.serializers import LogsQuery, RerunInput, SubmissionInput, run_output
+from evaluations.audit import client_ip
 from evaluations.permissions import require
 from evaluations.uploads import UploadedSource, read_upload
 
@@ -49,6 +50,7 @@ class SubmissionCreateApi(APIView):
             argv=values.get("argv"),
             wall_seconds=values.get("wall_seconds"),
             memory_mb=values.get("memory_mb"),
+            ip=client_ip(request),
         )
         return Response(run_output(run, request), status=status.HTTP_201_CREATED)
 
@@ -75,7 +77,7 @@ class RunCancelApi(APIView):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
         require(request.user, "evaluations.cancel_run", run)
         try:
-            run = services.run_cancel(run=run)
+            run = services.run_cancel(run=run, actor=request.user, ip=client_ip(request))
         except services.RunNotCancellable as exc:
             raise Conflict(str(exc)) from exc
         return Response(run_output(run, request), status=status.HTTP_202_ACCEPTED)
@@ -88,7 +90,7 @@ class SubmissionRerunApi(APIView):
         reject_unknown_fields(request.data, set(RerunInput().fields))
         form = RerunInput(data=request.data)
         form.is_valid(raise_exception=True)
-        run = services.run_rerun(run=latest, **form.validated_data)
+        run = services.run_rerun(run=latest, **form.validated_data, actor=request.user, ip=client_ip(request))
         return Response(run_output(run, request), status=status.HTTP_201_CREATED)
 
 

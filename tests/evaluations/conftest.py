@@ -11,3 +11,11 @@ def logs_in_a_temporary_dir(settings, tmp_path):
             "OPTIONS": {"location": str(tmp_path / "logs")},
         },
     }
+
+
+@pytest.fixture(autouse=True)
+def no_rate_limits(settings):
+    """API rate limits are off unless a test turns them on (tests/evaluations/test_rate_limiting.py):
+    counts kept in the shared Redis must not throttle unrelated tests."""
+    settings.CRUCIBLE_API_RATE = None
+    settings.CRUCIBLE_API_WRITE_RATE = None

@@ -9,7 +9,9 @@ import stat
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
+
+from evaluations.models import ApiToken
+from evaluations.tokens import key_hash
 
 User = get_user_model()
 
@@ -36,8 +38,10 @@ def test_an_empty_database_gets_an_admin_and_a_researcher_with_a_token(db) -> No
     admin, researcher = User.objects.get(username="admin"), User.objects.get(username="researcher")
     assert admin.is_superuser and admin.is_staff
     assert not researcher.is_staff and not researcher.is_superuser
-    token = Token.objects.get(user=researcher)
-    assert f"researcher API token: {token.key}" in text
+    key = re.search(r"researcher API token: (\S+)$", text, re.M).group(1)
+    token = ApiToken.objects.get(user=researcher)
+    assert token.key_hash == key_hash(key) and token.revoked_at is None
+    assert key not in str(list(ApiToken.objects.values()))  # only its hash is stored
     passwords = logins(text)
     assert authenticate(username="admin", password=passwords["admin"]) == admin
     assert authenticate(username="researcher", password=passwords["researcher"]) == researcher
@@ -46,7 +50,7 @@ def test_an_empty_database_gets_an_admin_and_a_researcher_with_a_token(db) -> No
 def test_the_printed_token_works_against_the_api(db) -> None:
     from rest_framework.test import APIClient
 
-    key = re.search(r"API token: (\w+)", demo()).group(1)
+    key = re.search(r"API token: (\S+)", demo()).group(1)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
@@ -56,12 +60,12 @@ def test_the_printed_token_works_against_the_api(db) -> None:
 def test_a_second_call_does_nothing(db) -> None:
     demo()
     users_before = sorted(User.objects.values_list("username", "password"))
-    tokens_before = sorted(Token.objects.values_list("key", flat=True))
+    tokens_before = sorted(ApiToken.objects.values_list("key_hash", flat=True))
 
     assert demo() == ""
 
     assert sorted(User.objects.values_list("username", "password")) == users_before
-    assert sorted(Token.objects.values_list("key", flat=True)) == tokens_before
+    assert sorted(ApiToken.objects.values_list("key_hash", flat=True)) == tokens_before
 
 
 def test_a_database_with_any_user_is_left_alone(make_user) -> None:
@@ -70,7 +74,7 @@ def test_a_database_with_any_user_is_left_alone(make_user) -> None:
     assert demo() == ""
 
     assert list(User.objects.values_list("username", flat=True)) == ["existing"]
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_the_logins_can_go_to_a_private_file_instead(db, tmp_path) -> None:

@@ -7,7 +7,8 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+
+from evaluations import tokens
 
 
 class Command(BaseCommand):
@@ -24,12 +25,13 @@ class Command(BaseCommand):
         researcher_password = secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "admin@example.invalid", admin_password)
         researcher = User.objects.create_user("researcher", "researcher@example.invalid", researcher_password)
-        token = Token.objects.create(user=researcher)
+        # Only its hash is stored: this output (or the logins file) is the one place the key is.
+        _token, key = tokens.token_create(user=researcher, name="demo")
         text = (
             "Demo logins:\n"
             f"  admin       / {admin_password}\n"
             f"  researcher  / {researcher_password}\n"
-            f"  researcher API token: {token.key}\n"
+            f"  researcher API token: {key}\n"
         )
         if options.get("logins_file"):
             # Created (or reset) as 0600 before the secrets go in, even if the file existed.

@@ -1,0 +1,83 @@
+"""Admin for API tokens (read-only, with a "revoke selected tokens" action) and the audit log
+(read-only). Imported at the end of evaluations/admin.py. The key hash is never shown."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from evaluations import tokens
+from evaluations.audit import client_ip
+from evaluations.models import ApiToken, AuditEvent
+
+TOKEN_FIELDS = ("user", "name", "prefix", "created", "last_used_at", "revoked_at")
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "revoked"
+
+    def lookups(self, request, model_admin):
+        return [("no", "active"), ("yes", "revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = TOKEN_FIELDS
+    list_filter = (RevokedFilter, "created")
+    search_fields = ("user__username", "name", "prefix")
+    list_select_related = ("user",)
+    fields = TOKEN_FIELDS  # never key_hash
+    readonly_fields = TOKEN_FIELDS
+    actions = ["revoke_selected"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # users create their own tokens on their profile page: only they see the key
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # revoking is the only change, through the action
+
+    def has_revoke_permission(self, request) -> bool:
+        user = request.user
+        return user.has_perm("evaluations.administer") or user.has_perm("evaluations.change_apitoken")
+
+    @admin.action(description="Revoke selected tokens", permissions=["revoke"])
+    def revoke_selected(self, request, queryset) -> None:
+        revoked = sum(
+            tokens.token_revoke(token=token, actor=request.user, ip=client_ip(request))
+            for token in queryset.select_related("user").filter(revoked_at__isnull=True)
+        )
+        self.message_user(
+            request,
+            f"Revoked {revoked} token{'s' if revoked != 1 else ''}; the API refuses them from now on.",
+            messages.SUCCESS,
+        )
+
+
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("at", "actor_name", "action", "target", "ip")
+    list_filter = ("action", "at")
+    search_fields = ("actor_name", "target")
+    date_hierarchy = "at"
+    fields = ("at", "actor", "actor_name", "action", "target", "ip", "data")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# The admin helper's evaluations/admin.py may register its own (imported before this module).
+if not admin.site.is_registered(AuditEvent):
+    admin.site.register(AuditEvent, AuditEventAdmin)

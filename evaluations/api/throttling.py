@@ -1,0 +1,102 @@
+"""API rate limits: per token (per user for browser sessions), counted in the shared cache (Redis),
+so every web process sees the same counts. A fixed window per period with an atomic increment:
+DRF's stock throttle reads, appends and writes back a list, which loses counts under concurrency.
+
+Rates are read from settings on every request (CRUCIBLE_API_RATE, CRUCIBLE_API_WRITE_RATE), not
+frozen at import as DRF's THROTTLE_RATES is. Over the limit DRF answers 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from redis.exceptions import RedisError
+from rest_framework.throttling import SimpleRateThrottle
+
+from evaluations.audit import client_ip
+from evaluations.models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class _WindowThrottle(SimpleRateThrottle):
+    setting = ""
+
+    def get_rate(self) -> str | None:
+        return getattr(settings, self.setting)
+
+    def get_cache_key(self, request, view) -> str | None:
+        if isinstance(request.auth, ApiToken):
+            ident = f"token-{request.auth.pk}"
+        elif request.user is not None and request.user.is_authenticated:
+            ident = f"user-{request.user.pk}"
+        else:
+            ident = f"ip-{client_ip(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.until_next_window = (window + 1) * self.duration - now
+        key = f"{key}:{window}"
+        try:
+            self.cache.add(key, 0, timeout=self.duration + 1)
+            try:
+                count = self.cache.incr(key)
+            except ValueError:  # expired between add and incr
+                self.cache.set(key, 1, timeout=self.duration + 1)
+                count = 1
+        except (RedisError, OSError) as exc:
+            # A limiter that is down must not take the API down with it (the broker on the same
+            # Redis will be the louder failure).
+            logger.warning("rate limiting skipped: the cache is unavailable (%s)", exc)
+            return True
+        return count <= self.num_requests
+
+    def wait(self) -> float | None:
+        return getattr(self, "until_next_window", None)
+
+
+class ApiRateThrottle(_WindowThrottle):
+    """Every API request."""
+
+    scope = "api"
+    setting = "CRUCIBLE_API_RATE"
+
+
+class ApiWriteRateThrottle(_WindowThrottle):
+    """Requests that change something (submissions, re-runs, cancels): a lower rate."""
+
+    scope = "api-write"
+    setting = "CRUCIBLE_API_WRITE_RATE"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if request.method in SAFE_METHODS:
+            return None
+        return super().get_cache_key(request, view)
+
+
+def throttled_message() -> str:
+    """What a 429 says (DRF appends when to retry; Retry-After has it in seconds)."""
+    return (
+        "Too many requests: the API allows "
+        f"{_describe(settings.CRUCIBLE_API_RATE)} per token (or per user for browser sessions), "
+        f"of which {_describe(settings.CRUCIBLE_API_WRITE_RATE)} may be submissions, re-runs or cancels. "
+        "Wait for the time in the Retry-After header."
+    )
+
+
+def _describe(rate: str | None) -> str:
+    if rate is None:
+        return "unlimited requests"
+    num, period = rate.split("/")
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[period[0]]
+    return f"{num} requests per {unit}"

@@ -1,0 +1,152 @@
+"""The audit log: who did what, when, from where. One function writes it (`audit_record`); the
+action names below are the whole vocabulary. Nothing secret (keys, passwords) is ever written.
+
+Callers record inside the transaction of the change they describe, so an event exists exactly
+when its change was committed. Logins, failed logins and logouts are recorded from Django's auth
+signals (connected in apps.py), so every login path is covered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from evaluations.models import AuditEvent
+
+logger = logging.getLogger("crucible.audit")
+
+# Action names. Targets name the object acted on as "<kind>:<id or name>" (e.g. "run:12").
+LOGIN = "login"  # actor logged in (page login form or admin login)
+LOGIN_FAILED = "login_failed"  # no actor; data {"username": what was typed}
+LOGOUT = "logout"
+SUBMIT = "submit"  # a submission and its first run; target "run:<id>"
+RERUN = "rerun"  # a new run of an existing submission; target "run:<new id>", data {"from_run": id}
+CANCEL = "cancel"  # a cancel request (queued → cancelled, or a running run asked to stop)
+# target "token:<id>"; data {"name", "prefix", "user"}, never the key. An admin revoking another
+# user's token is the revocation's actor.
+TOKEN_CREATE = "token_create"  # noqa: S105 - an action name, not a secret
+TOKEN_REVOKE = "token_revoke"  # noqa: S105
+ROLE_CHANGE = "role_change"  # target "user:<username>"; data {"from", "to"}
+QUOTA_CHANGE = "quota_change"  # target "role:<role>" or "user:<username>"; data {quota: {"from", "to"}}
+USER_CREATE = "user_create"  # target "user:<username>"
+USER_DEACTIVATE = "user_deactivate"  # target "user:<username>"
+USER_CHANGE = "user_change"  # other changes to a user (team, staff, email...); data {field: {"from", "to"}}
+SHARE_CHANGE = "share_change"  # target "submission:<id>"; data {"shared_with_team": bool}
+
+ACTIONS = {
+    LOGIN: "logged in",
+    LOGIN_FAILED: "failed to log in",
+    LOGOUT: "logged out",
+    SUBMIT: "submitted code",
+    RERUN: "re-ran a submission",
+    CANCEL: "cancelled a run",
+    TOKEN_CREATE: "created an API token",
+    TOKEN_REVOKE: "revoked an API token",
+    ROLE_CHANGE: "changed a role",
+    QUOTA_CHANGE: "changed quotas",
+    USER_CREATE: "created a user",
+    USER_DEACTIVATE: "deactivated a user",
+    USER_CHANGE: "changed a user",
+    SHARE_CHANGE: "changed sharing",
+}
+
+# Keys whose values are never stored, whatever a caller passes (defence in depth: callers should
+# not pass them at all).
+_SECRET_KEY = re.compile(r"pass|secret|(^|_)key$|^token$|authorization|cookie|session|csrf", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def client_ip(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or — only when CRUCIBLE_TRUSTED_PROXIES says how many
+    reverse proxies we sit behind — the address the outermost trusted proxy saw (X-Forwarded-For
+    can be sent by anyone, so only the entries our own proxies appended are believed)."""
+    if request is None:
+        return None
+    meta = getattr(request, "META", {})
+    hops = settings.CRUCIBLE_TRUSTED_PROXIES
+    candidate = meta.get("REMOTE_ADDR")
+    if hops > 0:
+        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            candidate = forwarded[-hops]
+    return _valid_ip(candidate)
+
+
+def _valid_ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value).strip())) if value else None
+    except ValueError:
+        return None
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): (REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def audit_record(
+    *,
+    actor,
+    action: str,
+    target: str = "",
+    request=None,
+    ip: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write one audit event. `actor` may be None (a failed login, the system); the client address
+    comes from `ip` if given, else from `request`."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; add it to evaluations/audit.py")
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None  # AnonymousUser
+    # Round-trip through JSON so dates, Decimals and the like are stored as the API would show them.
+    clean = json.loads(json.dumps(_scrub(data or {}), cls=DjangoJSONEncoder))
+    event = AuditEvent.objects.create(
+        actor=actor,
+        actor_name=actor.get_username()[:150] if actor is not None else "",
+        action=action,
+        target=str(target)[:200],
+        ip=_valid_ip(ip) or client_ip(request),
+        data=clean,
+    )
+    logger.info(
+        "audit %s actor=%s target=%s ip=%s", action, event.actor_name or "-", event.target or "-", event.ip or "-"
+    )
+    return event
+
+
+# --- Django auth signals -----------------------------------------------------------------------------
+
+
+def _on_login(sender, request, user, **kwargs) -> None:
+    audit_record(actor=user, action=LOGIN, target=f"user:{user.get_username()}", request=request)
+
+
+def _on_login_failed(sender, credentials, request=None, **kwargs) -> None:
+    # Django has already masked the password in `credentials`; only the username is kept.
+    username = str(credentials.get("username", ""))[:150]
+    audit_record(
+        actor=None, action=LOGIN_FAILED, target=f"user:{username}", request=request, data={"username": username}
+    )
+
+
+def _on_logout(sender, request, user, **kwargs) -> None:
+    if user is not None and user.is_authenticated:
+        audit_record(actor=user, action=LOGOUT, target=f"user:{user.get_username()}", request=request)
+
+
+def connect_signals() -> None:
+    from django.contrib.auth import signals
+
+    signals.user_logged_in.connect(_on_login, dispatch_uid="crucible-audit-login")
+    signals.user_login_failed.connect(_on_login_failed, dispatch_uid="crucible-audit-login-failed")
+    signals.user_logged_out.connect(_on_logout, dispatch_uid="crucible-audit-logout")

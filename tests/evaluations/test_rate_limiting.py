@@ -1,0 +1,171 @@
+"""API rate limits: per token (per user for browser sessions), a lower limit for writes, a clear 429
+with Retry-After, counted in Redis so that every web process shares the counts."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
+from rest_framework.test import APIClient
+
+from evaluations.api import throttling
+
+RUNS = "/api/v1/runs/"
+SUBMIT = "/api/v1/submissions/"
+WINDOW_START = 1_800_000_000.0  # a whole number of minutes, hours and days
+
+
+@pytest.fixture(autouse=True)
+def cache_of_its_own(settings):
+    """The configured Redis cache under a key prefix of this test's own; its keys deleted after."""
+    prefix = f"crucible-throttle-test-{uuid.uuid4().hex[:12]}"
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    assert caches["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    caches["default"]["KEY_PREFIX"] = prefix
+    settings.CACHES = caches
+    yield prefix
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def clock(monkeypatch) -> dict[str, float]:
+    """The throttles' time, 10 s into a minute unless a test moves it (no test straddles a window)."""
+    now = {"t": WINDOW_START + 10}
+    monkeypatch.setattr(throttling._WindowThrottle, "timer", staticmethod(lambda: now["t"]))
+    return now
+
+
+def api(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def test_over_the_limit_the_api_answers_429_with_retry_after(settings, clock, token) -> None:
+    settings.CRUCIBLE_API_RATE = "3/min"
+    client = api(token.key)
+
+    statuses = [client.get(RUNS).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+    refused = client.get(RUNS)
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "50"  # the rest of the minute
+    detail = refused.json()["detail"]
+    assert "3 requests per minute per token" in detail
+    assert "Retry-After" in detail and "50 seconds" in detail
+
+
+def test_the_next_window_lets_the_caller_in_again(settings, clock, token) -> None:
+    settings.CRUCIBLE_API_RATE = "1/min"
+    client = api(token.key)
+    assert [client.get(RUNS).status_code for _ in range(2)] == [200, 429]
+
+    clock["t"] = WINDOW_START + 60
+
+    assert client.get(RUNS).status_code == 200
+
+
+def test_each_token_has_its_own_count(settings, clock, user, make_token) -> None:
+    settings.CRUCIBLE_API_RATE = "2/min"
+    first, second = api(make_token(user, "a").key), api(make_token(user, "b").key)
+
+    assert [first.get(RUNS).status_code for _ in range(3)] == [200, 200, 429]
+    assert second.get(RUNS).status_code == 200
+
+
+def test_browser_sessions_are_counted_per_user(settings, clock, user, other_user) -> None:
+    settings.CRUCIBLE_API_RATE = "2/min"
+    alice, mallory = Client(), Client()
+    alice.force_login(user)
+    mallory.force_login(other_user)
+
+    assert [alice.get(RUNS).status_code for _ in range(3)] == [200, 200, 429]
+    assert mallory.get(RUNS).status_code == 200
+
+
+def test_writes_have_a_lower_limit_of_their_own(settings, clock, token, counts) -> None:
+    settings.CRUCIBLE_API_RATE = "100/min"
+    settings.CRUCIBLE_API_WRITE_RATE = "2/min"
+    client = api(token.key)
+
+    statuses = [client.post(SUBMIT, {"code": "print(1)"}, format="json").status_code for _ in range(3)]
+
+    assert statuses == [201, 201, 429]
+    assert counts() == (2, 2)  # the refused submission stored nothing
+    assert "2 requests per minute may be submissions" in client.post(SUBMIT, {}, format="json").json()["detail"]
+    assert client.get(RUNS).status_code == 200  # reads still go through
+
+
+def test_refused_requests_store_nothing_and_rerun_and_cancel_count_as_writes(
+    settings, clock, token, make_run, counts
+) -> None:
+    settings.CRUCIBLE_API_WRITE_RATE = "1/min"
+    run = make_run(token.user, status="succeeded")
+    client = api(token.key)
+
+    assert client.post(f"/api/v1/submissions/{run.submission_id}/runs/", {}, format="json").status_code == 201
+    assert client.post(f"/api/v1/submissions/{run.submission_id}/runs/", {}, format="json").status_code == 429
+    assert client.post(f"/api/v1/runs/{run.pk}/cancel/").status_code == 429
+    assert counts() == (1, 2)
+
+
+def test_the_counts_live_in_redis_where_every_process_sees_them(settings, clock, token, cache_of_its_own) -> None:
+    settings.CRUCIBLE_API_RATE = "5/min"
+    api(token.key).get(RUNS)
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    keys = [k.decode() for k in client.scan_iter(match=f"{cache_of_its_own}:*")]
+    assert any(f"throttle_api_token-{token.row.pk}:" in k for k in keys), keys
+    key = next(k for k in keys if f"throttle_api_token-{token.row.pk}:" in k)
+    # Another web process counting 4 more requests in the same window: this one is then refused.
+    client.incrby(key, 4)
+    client.close()
+
+    assert api(token.key).get(RUNS).status_code == 429
+
+
+def test_a_cache_that_is_down_does_not_take_the_api_down(settings, token) -> None:
+    settings.CRUCIBLE_API_RATE = "1/min"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
+
+    assert [api(token.key).get(RUNS).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_the_limits_are_off_when_the_setting_says_so(settings, clock, token) -> None:
+    settings.CRUCIBLE_API_RATE = None
+    client = api(token.key)
+
+    assert {client.get(RUNS).status_code for _ in range(30)} == {200}
+
+
+@pytest.mark.parametrize("raw", ["120", "120 per minute", "x/min", "120/fortnight", "-1/min"])
+def test_a_malformed_rate_setting_refuses_to_start(monkeypatch, raw) -> None:
+    from crucible_site.settings import _rate
+
+    monkeypatch.setenv("CRUCIBLE_API_RATE", raw)
+
+    with pytest.raises(ImproperlyConfigured, match="CRUCIBLE_API_RATE must look like 120/min"):
+        _rate("CRUCIBLE_API_RATE", "120/min")
+
+
+@pytest.mark.parametrize(("raw", "rate"), [("10/s", "10/s"), ("1000/Hour", "1000/hour"), ("off", None)])
+def test_rate_settings_read_from_the_environment(monkeypatch, raw, rate) -> None:
+    from crucible_site.settings import _rate
+
+    monkeypatch.setenv("CRUCIBLE_API_RATE", raw)
+
+    assert _rate("CRUCIBLE_API_RATE", "120/min") == rate
