@@ -140,13 +140,14 @@ class RunListConsumer(_AuthenticatedConsumer):
     async def connect(self) -> None:
         if await self._refuse_unless_allowed():
             return
-        self.group = realtime.user_group(self.scope["user"].pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.list_groups = await database_sync_to_async(selectors.run_list_groups)(user=self.scope["user"])
+        for group in self.list_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code) -> None:
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "list_groups", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
 
 class RejectConsumer(WebsocketConsumer):

@@ -14,6 +14,7 @@ import base64
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -36,6 +37,15 @@ def run_group(run_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user-{user_id}"
+
+
+# Run lists of users who read other people's runs: reviewers and admins (every run), and
+# teammates (runs shared with their team). selectors.run_list_groups says who joins which.
+ALL_RUNS_GROUP = "runs-all"
+
+
+def team_group(team_id: int) -> str:
+    return f"team-{team_id}"
 
 
 def output_message(stream: str, offset: int, data: bytes) -> dict[str, Any]:
@@ -89,9 +99,11 @@ def status_event(payload: dict[str, Any]) -> dict[str, Any]:
     return {"type": "run.status", "payload": payload}
 
 
-def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any]) -> None:
-    """A status change goes to the run's page and to its owner's run list."""
-    send([(run_group(run_id), status_event(payload)), (user_group(owner_id), status_event({"id": run_id, **payload}))])
+def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any], list_groups: Sequence[str] = ()) -> None:
+    """A status change goes to the run's page, to its owner's run list, and to the other run lists
+    that show it (`list_groups`: reviewers' and admins', its team's when shared)."""
+    listed = status_event({"id": run_id, **payload})
+    send([(run_group(run_id), status_event(payload)), *((g, listed) for g in [user_group(owner_id), *list_groups])])
 
 
 class RunPublisher:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import threading
 
 from celery import shared_task
 from celery.signals import worker_init, worker_ready
+from django import db
 from django.conf import settings
+from django.utils import timezone
 
 from evaluations import execution, services
 
@@ -56,3 +60,35 @@ def recover_runs(**kwargs) -> None:
     # send them again; a duplicate delivery is harmless because claiming is conditional.
     for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True):
         run_execute.delay(run_id)
+
+
+# Workers say they are alive on the ops page: the main process writes a WorkerHeartbeat row this
+# often, from a daemon thread (a task would queue behind runs and say nothing while all are busy).
+HEARTBEAT_SECONDS = 10.0
+
+
+@worker_ready.connect
+def start_heartbeat(sender=None, **kwargs) -> None:
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    concurrency = getattr(getattr(sender, "controller", None), "concurrency", 0)
+    heartbeat_start(hostname=hostname, concurrency=int(concurrency or 0))
+
+
+def heartbeat_start(*, hostname: str, concurrency: int, interval: float = HEARTBEAT_SECONDS) -> threading.Event:
+    """Start the heartbeat thread; set the returned event to stop it."""
+    stop = threading.Event()
+    started = timezone.now()
+
+    def beat() -> None:
+        while True:
+            try:
+                services.worker_heartbeat(hostname=hostname, started=started, concurrency=concurrency)
+            except Exception:
+                logger.exception("worker heartbeat failed; trying again in %.0f s", interval)
+            finally:
+                db.connection.close()  # this thread's own connection: do not hold it between beats
+            if stop.wait(interval):
+                return
+
+    threading.Thread(target=beat, name="crucible-heartbeat", daemon=True).start()
+    return stop

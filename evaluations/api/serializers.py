@@ -7,7 +7,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from evaluations import logstore, selectors
-from evaluations.models import Run
+from evaluations.models import Run, Submission
 from evaluations.output import output_for_api
 from evaluations.uploads import argv_from_text
 
@@ -82,6 +82,8 @@ def run_output(run: Run, request) -> dict:
             "archive_name": run.submission.archive_name,
             "argv": run.submission.argv,
             "stdin_bytes": len(run.submission.stdin.encode("utf-8")),
+            "owner": run.submission.owner.get_username(),
+            "shared_with_team": run.submission.shared_with_team,
         },
         "logs_url": absolute("api-run-logs"),
         "metrics_url": absolute("api-run-metrics"),
@@ -113,6 +115,34 @@ def run_output(run: Run, request) -> dict:
         "engine": run.engine,
         "runtime_version": run.runtime_version,
         "image_digest": run.image_digest,
+    }
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false (JSON booleans, or those words in a form), not "yes", 1 or "on"."""
+
+    default_error_messages = {"invalid": "must be true or false"}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if data in ("true", "false"):
+            return data == "true"
+        self.fail("invalid")
+
+
+class SubmissionShareInput(serializers.Serializer):
+    shared_with_team = StrictBooleanField()
+
+
+def submission_output(submission: Submission, request) -> dict:
+    return {
+        "id": submission.pk,
+        "name": submission.name,
+        "owner": submission.owner.get_username(),
+        "created": submission.created,
+        "shared_with_team": submission.shared_with_team,
+        "runs_url": request.build_absolute_uri(reverse("api-submission-rerun", args=[submission.pk])),
     }
 
 

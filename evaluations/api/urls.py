@@ -9,5 +9,6 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.RunCancelApi.as_view(), name="api-run-cancel"),
     path("runs/<int:run_id>/logs/", views.RunLogsApi.as_view(), name="api-run-logs"),
     path("runs/<int:run_id>/metrics/", views.RunMetricsApi.as_view(), name="api-run-metrics"),
+    path("submissions/<int:submission_id>/", views.SubmissionDetailApi.as_view(), name="api-submission-detail"),
     path("submissions/<int:submission_id>/runs/", views.SubmissionRerunApi.as_view(), name="api-submission-rerun"),
 ]

@@ -9,7 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from evaluations import logstore, selectors, services
-from evaluations.api.serializers import LogsQuery, RerunInput, SubmissionInput, run_output
+from evaluations.api.serializers import (
+    LogsQuery,
+    RerunInput,
+    SubmissionInput,
+    SubmissionShareInput,
+    run_output,
+    submission_output,
+)
 from evaluations.audit import client_ip
 from evaluations.permissions import require
 from evaluations.uploads import UploadedSource, read_upload
@@ -92,6 +99,21 @@ class SubmissionRerunApi(APIView):
         form.is_valid(raise_exception=True)
         run = services.run_rerun(run=latest, **form.validated_data, actor=request.user, ip=client_ip(request))
         return Response(run_output(run, request), status=status.HTTP_201_CREATED)
+
+
+class SubmissionDetailApi(APIView):
+    def patch(self, request, submission_id: int):
+        """{"shared_with_team": true|false}: the owner's choice; teammates may then read its runs."""
+        latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
+        require(request.user, "evaluations.share_submission", latest)
+        reject_unknown_fields(request.data, set(SubmissionShareInput().fields))
+        form = SubmissionShareInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        submission = latest.submission
+        services.submission_set_shared(
+            actor=request.user, submission=submission, shared=form.validated_data["shared_with_team"], request=request
+        )
+        return Response(submission_output(submission, request))
 
 
 class RunLogsApi(APIView):

@@ -167,3 +167,21 @@ def test_the_browser_form_over_http(stack, e2e_user):
         assert logs.content == b"hello form <b>&\n"
     finally:
         browser.close()
+
+
+def test_the_worker_reports_its_heartbeat_for_the_ops_page(stack):
+    from django.utils import timezone
+
+    from evaluations.models import WorkerHeartbeat
+
+    # Every ~10 s from the worker's main process (a test's teardown may have just emptied the table).
+    deadline = time.monotonic() + 25
+    beat = None
+    while beat is None and time.monotonic() < deadline:
+        beat = WorkerHeartbeat.objects.order_by("-last_seen").first()
+        if beat is None:
+            time.sleep(0.2)
+
+    assert beat is not None, f"no heartbeat within 25 s\n{stack.logs()}"
+    assert "@" in beat.hostname and beat.concurrency >= 1
+    assert (timezone.now() - beat.last_seen).total_seconds() < 30

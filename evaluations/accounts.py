@@ -1,0 +1,61 @@
+"""Account pages outside the admin: self-registration (off unless CRUCIBLE_ALLOW_SIGNUP) and the
+page where an invited user sets their password (the link comes from the user admin)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import PasswordResetConfirmView
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+
+from evaluations import audit, services
+from evaluations.models import Role
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="Where an admin can reach you.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+
+def signup(request):
+    if not settings.CRUCIBLE_ALLOW_SIGNUP:
+        raise Http404("Self-registration is off on this site; ask an admin for an account.")
+    if request.user.is_authenticated:
+        return redirect("run-list")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = services.user_create(
+            actor=None, user=form.save(commit=False), role=Role.RESEARCHER, request=request, via="signup"
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("run-list")
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def site_context(request) -> dict:
+    """Template context for every page: whether to offer self-registration."""
+    return {"signup_enabled": settings.CRUCIBLE_ALLOW_SIGNUP}
+
+
+class PasswordSetView(PasswordResetConfirmView):
+    """An invited user (or one an admin sent a new link) chooses their password."""
+
+    template_name = "registration/password_set.html"
+    success_url = reverse_lazy("password-set-done")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit.audit_record(
+            actor=form.user,
+            action=audit.USER_CHANGE,
+            target=f"user:{form.user.get_username()}",
+            request=self.request,
+            data={"changed": ["password"], "via": "set-password link"},
+        )
+        return response
