@@ -371,7 +371,7 @@ def in_memory_channel_layer(settings):
 
 
 async def ws_outcome(world: World, case: Case, target: str, actor: str):
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
     from channels.testing import WebsocketCommunicator
     from django.conf import settings
 
@@ -379,7 +379,7 @@ async def ws_outcome(world: World, case: Case, target: str, actor: str):
 
     headers = [(b"origin", b"http://testserver")]
     if actor != "anonymous":
-        client = await sync_to_async(session_client)(world, actor)
+        client = await database_sync_to_async(session_client)(world, actor)
         cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     comm = WebsocketCommunicator(application, url_for(case, world, target), headers=headers)
@@ -399,7 +399,13 @@ async def ws_outcome(world: World, case: Case, target: str, actor: str):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("case", "target"), matrix_params(WS_MATRIX))
 async def test_the_websocket_matrix(world, in_memory_channel_layer, case: Case, target: str) -> None:
-    got = {actor: await ws_outcome(world, case, target, actor) for actor in ACTORS}
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    try:
+        got = {actor: await ws_outcome(world, case, target, actor) for actor in ACTORS}
+    finally:
+        await database_sync_to_async(connections.close_all)()  # the DB thread's, or the test DB cannot be dropped
     assert got == dict(zip(ACTORS, case.outcomes()[target], strict=True))
 
 

@@ -220,13 +220,13 @@ def channel_layer_of_its_own(settings):
 
 
 async def list_socket(user):
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
     from channels.testing import WebsocketCommunicator
     from django.conf import settings
 
     from crucible_site.asgi import application
 
-    client = await sync_to_async(browser)(user)
+    client = await database_sync_to_async(browser)(user)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     comm = WebsocketCommunicator(
         application, "/ws/runs/", headers=[(b"cookie", cookie.encode()), (b"origin", b"http://testserver")]
@@ -248,7 +248,7 @@ async def run_ids_heard(comm, quiet: float = 1.0) -> set[int]:
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_run_lists_hear_of_the_runs_they_show_and_no_others(channel_layer_of_its_own, make_user, make_run):
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
     def world():
         lab = Team.objects.create(name="lab")
@@ -267,13 +267,18 @@ async def test_run_lists_hear_of_the_runs_they_show_and_no_others(channel_layer_
         services.submission_set_shared(actor=people["owner"], submission=shared_run.submission, shared=True)
         return people, shared_run, private_run
 
-    people, shared_run, private_run = await sync_to_async(world)()
+    from django.db import connections
+
+    people, shared_run, private_run = await database_sync_to_async(world)()
     sockets = {name: await list_socket(user) for name, user in people.items()}
 
     for run in (shared_run, private_run):
-        assert await sync_to_async(services.run_claim)(run_id=run.pk)  # queued → running, published on commit
+        assert await database_sync_to_async(services.run_claim)(run_id=run.pk)  # queued → running, published on commit
 
-    heard = dict(zip(sockets, await asyncio.gather(*map(run_ids_heard, sockets.values())), strict=True))
+    try:
+        heard = dict(zip(sockets, await asyncio.gather(*map(run_ids_heard, sockets.values())), strict=True))
+    finally:
+        await database_sync_to_async(connections.close_all)()  # the DB thread's, or the test DB cannot be dropped
     both = {shared_run.pk, private_run.pk}
     assert heard == {
         "owner": both,
