@@ -40,6 +40,12 @@ class EngineConfig:
     # The dockerd the docker engine talks to (it must have runsc registered as a runtime).
     docker_url: str = "unix:///var/run/docker.sock"
 
+    def __post_init__(self) -> None:
+        # Paths end up in OCI bundles and docker mounts, which resolve nothing relative: a relative
+        # images_dir made every run fail with runsc's opaque "cannot read client sync file: EOF".
+        object.__setattr__(self, "images_dir", Path(self.images_dir).absolute())
+        object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+
 
 class ExecutionEngine(ABC):
     name: str

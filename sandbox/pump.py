@@ -101,7 +101,13 @@ class OutputPump:
                 if self.exited_at is not None and (not sel.get_map() or now - self.exited_at > DRAIN_SECONDS):
                     return
                 timeout = POLL_SECONDS if self.exited_at is None else 0.01
-                events = sel.select(timeout=timeout) if sel.get_map() else []
+                if sel.get_map():
+                    events = sel.select(timeout=timeout)
+                else:
+                    # Both pipes are closed but the process lives on (e.g. it closed its own
+                    # stdout): wait as select would have, instead of spinning on exited().
+                    time.sleep(timeout)
+                    events = []
                 if not events and self.exited_at is not None:
                     return
                 for key, _ in events:
