@@ -114,7 +114,6 @@ class RunPublisher:
         self.group = run_group(run_id)
         self.store = RunLogWriter(run_id)
         self._pending: list[dict[str, Any]] = []
-        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._flusher, name=f"run-{run_id}-publisher", daemon=True)
@@ -134,7 +133,6 @@ class RunPublisher:
                 last["data"] += data  # merge adjacent chunks of a stream into one message
             else:
                 self._pending.append({"kind": "output", "stream": stream, "offset": offset, "data": bytearray(data)})
-            self._pending_bytes += len(data)
             self._cond.notify()
 
     def metrics(self, sample: dict[str, Any]) -> None:
@@ -167,7 +165,7 @@ class RunPublisher:
                 wait = last_send + SEND_INTERVAL - time.monotonic()
                 if wait > 0 and not self._closed:
                     self._cond.wait(timeout=wait)  # close() cuts the wait short
-                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                batch, self._pending = self._pending, []
                 closed = self._closed
             last_send = time.monotonic()
             self._send(batch)
