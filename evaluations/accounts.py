@@ -7,12 +7,13 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import LogoutView as DjangoLogoutView
 from django.contrib.auth.views import PasswordResetConfirmView
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
-from evaluations import audit, services
+from evaluations import audit, realtime, services
 from evaluations.models import Role
 
 
@@ -58,4 +59,14 @@ class PasswordSetView(PasswordResetConfirmView):
             request=self.request,
             data={"changed": ["password"], "via": "set-password link"},
         )
+        return response
+
+
+class LogoutView(DjangoLogoutView):
+    """Logging out also closes the websockets this session has open (they re-read their session,
+    which exists no more). Sent after the session is flushed: the logout signal comes before."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        realtime.access_changed()
         return response

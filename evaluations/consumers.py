@@ -61,6 +61,27 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
     async def run_status(self, event) -> None:
         await self.send_json(event["payload"])
 
+    # -- access that changes while the socket is open ------------------------------------------------
+
+    async def _watch_access(self) -> None:
+        """Join the broadcast of realtime.access_changed. Joined before access is checked, so a
+        change committed after the check always reaches this socket."""
+        await self.channel_layer.group_add(realtime.ACCESS_GROUP, self.channel_name)
+        self.watching_access = True
+
+    async def _unwatch_access(self) -> None:
+        if getattr(self, "watching_access", False):
+            await self.channel_layer.group_discard(realtime.ACCESS_GROUP, self.channel_name)
+
+    def _fresh_user(self):
+        """Who this socket acts for now (None: deactivated, token revoked, logged out)."""
+        session = self.scope.get("session")
+        return selectors.websocket_user(
+            user_id=self.scope["user"].pk,
+            token_id=self.scope.get("crucible_token_id"),
+            session_key=getattr(session, "session_key", None) if session is not None else None,
+        )
+
 
 class RunConsumer(_AuthenticatedConsumer):
     async def connect(self) -> None:
@@ -73,11 +94,11 @@ class RunConsumer(_AuthenticatedConsumer):
             await self.accept()
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        try:
-            await database_sync_to_async(selectors.run_get_visible)(user=self.scope["user"], run_id=self.run_id)
-        except Http404:
+        await self._watch_access()
+        refusal = await database_sync_to_async(self._access_lost)()
+        if refusal is not None:
             await self.accept()
-            await self.close(code=CLOSE_NOT_FOUND)  # the same for "no such run" and "not yours"
+            await self.close(code=refusal)  # 4404 is the same for "no such run" and "not yours"
             return
         self.group = realtime.run_group(self.run_id)
         # Join first, read the store second: every byte published from now on is either in what
@@ -97,6 +118,24 @@ class RunConsumer(_AuthenticatedConsumer):
     async def disconnect(self, code) -> None:
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._unwatch_access()
+
+    def _access_lost(self) -> int | None:
+        """The close code if this socket's user may no longer follow the run, else None."""
+        user = self._fresh_user()
+        if user is None:
+            return CLOSE_UNAUTHENTICATED
+        try:
+            selectors.run_get_visible(user=user, run_id=self.run_id)
+        except Http404:
+            return CLOSE_NOT_FOUND
+        self.scope["user"] = user
+        return None
+
+    async def access_check(self, event) -> None:
+        refusal = await database_sync_to_async(self._access_lost)()
+        if refusal is not None:
+            await self.close(code=refusal)
 
     def _status_payload(self) -> dict:
         run = selectors.run_get_visible(user=self.scope["user"], run_id=self.run_id)
@@ -140,14 +179,36 @@ class RunListConsumer(_AuthenticatedConsumer):
     async def connect(self) -> None:
         if await self._refuse_unless_allowed():
             return
-        self.list_groups = await database_sync_to_async(selectors.run_list_groups)(user=self.scope["user"])
-        for group in self.list_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._watch_access()
+        self.list_groups = []
+        user = await database_sync_to_async(self._fresh_user)()
+        if user is None:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self._follow(user)
         await self.accept()
 
     async def disconnect(self, code) -> None:
         for group in getattr(self, "list_groups", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        await self._unwatch_access()
+
+    async def _follow(self, user) -> None:
+        """Join the run-list groups `user` may see now, and leave those they no longer may."""
+        groups = await database_sync_to_async(selectors.run_list_groups)(user=user)
+        for group in set(self.list_groups) - set(groups):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(groups) - set(self.list_groups):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.list_groups = groups
+
+    async def access_check(self, event) -> None:
+        user = await database_sync_to_async(self._fresh_user)()
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self._follow(user)  # a new role or team changes which runs the list shows
 
 
 class RejectConsumer(WebsocketConsumer):

@@ -48,6 +48,18 @@ def team_group(team_id: int) -> str:
     return f"team-{team_id}"
 
 
+# Every open websocket listens here for "check again who may see what" (access_changed): access
+# changes are rare admin or owner actions, so one broadcast and a query per open socket is cheap, and
+# no case (a teammate of a former team, a reviewer turned researcher, ...) can be missed.
+ACCESS_GROUP = "access"
+
+
+def access_changed() -> None:
+    """Open websockets re-read their user, token, session and run visibility, and close (or leave
+    the run lists they no longer see) at once. Call on commit of the change."""
+    send([(ACCESS_GROUP, {"type": "access.check"})])
+
+
 def output_message(stream: str, offset: int, data: bytes) -> dict[str, Any]:
     return {"type": "output", "stream": stream, "offset": offset, "data": base64.b64encode(data).decode()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -97,6 +98,28 @@ def run_list_groups(*, user) -> list[str]:
         return [realtime.ALL_RUNS_GROUP]
     team = team_id_of(user)
     return [realtime.user_group(user.pk)] + ([realtime.team_group(team)] if team is not None else [])
+
+
+def websocket_user(*, user_id: int, token_id: int | None, session_key: str | None):
+    """The user an open websocket acts for, read again from the database; None once they are
+    deactivated, their token revoked, or their session ended (logout, password change)."""
+    from django.contrib.auth import get_user
+
+    from evaluations.models import ApiToken
+
+    if token_id is not None:
+        token = ApiToken.objects.select_related("user").filter(pk=token_id, revoked_at__isnull=True).first()
+        user = token.user if token is not None and token.user_id == user_id else None
+        return user if user is not None and user.is_active else None
+    if session_key is None:
+        return None
+    # get_user checks what a request with this session would: the session exists, the user is
+    # active, and the password hash the session was made with still matches.
+    from importlib import import_module
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(SimpleNamespace(session=store))
+    return user if user.is_authenticated and user.pk == user_id else None
 
 
 def run_list_audience(*, run: Run) -> list[str]:

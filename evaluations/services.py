@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import sandbox
-from evaluations import audit, selectors
+from evaluations import audit, realtime, selectors
 from evaluations.models import Profile, Role, Run, RunReason, RunStatus, Submission, Team, WorkerHeartbeat
 from evaluations.quotas import Ceiling, Quotas, owner_lock, quota_check_new_run, quotas_for, run_ceilings
 from sandbox.archive import unpack_archive
@@ -425,6 +425,11 @@ def _forget_cached_profile(user) -> None:
     user.__dict__.pop("_crucible_profile", None)  # permissions.py caches it on the user object
 
 
+def _close_lost_access_on_commit() -> None:
+    """Open websockets check again, once the change is visible to them, who may see what."""
+    transaction.on_commit(realtime.access_changed)
+
+
 @transaction.atomic
 def user_create(*, actor, user, role: str = Role.RESEARCHER, team: Team | None = None, request=None, via: str):
     """Store a new user (an unsaved User, its password already set or made unusable by the form)
@@ -469,6 +474,7 @@ def user_set_role(*, actor, user, role: str, request=None) -> bool:
     _forget_cached_profile(user)
     if old == role:
         return False
+    _close_lost_access_on_commit()
     audit.audit_record(
         actor=actor,
         action=audit.ROLE_CHANGE,
@@ -489,6 +495,7 @@ def user_set_team(*, actor, user, team: Team | None, request=None) -> bool:
         user=user, defaults={"team": team}, create_defaults={"role": selectors.user_role(user=user), "team": team}
     )
     _forget_cached_profile(user)
+    _close_lost_access_on_commit()
     audit.audit_record(
         actor=actor,
         action=audit.USER_CHANGE,
@@ -519,6 +526,8 @@ def user_update(*, actor, user, changes: dict, request=None) -> list[str]:
     type(user).objects.filter(pk=user.pk).update(**{name: change["to"] for name, change in changed.items()})
     for name, change in changed.items():
         setattr(user, name, change["to"])
+    if "is_active" in changed:
+        _close_lost_access_on_commit()
     rest = dict(changed)
     if rest.get("is_active", {}).get("to") is False:
         del rest["is_active"]
@@ -530,7 +539,8 @@ def user_update(*, actor, user, changes: dict, request=None) -> list[str]:
 
 def user_deactivate(*, actor, user, request=None) -> bool:
     """Deactivate (never delete: the audit log and runs keep their owner). Their sessions and API
-    tokens stop working at once, because both check is_active on every request."""
+    tokens stop working at once, because both check is_active on every request, and the websockets
+    they have open are closed (user_update tells them to check)."""
     return bool(user_update(actor=actor, user=user, changes={"is_active": False}, request=request))
 
 
@@ -541,6 +551,8 @@ def submission_set_shared(*, actor, submission: Submission, shared: bool, reques
         Submission.objects.filter(pk=submission.pk).exclude(shared_with_team=shared).update(shared_with_team=shared)
     )
     submission.shared_with_team = shared
+    if changed and not shared:
+        _close_lost_access_on_commit()  # teammates following its runs must stop
     if changed:
         audit.audit_record(
             actor=actor,

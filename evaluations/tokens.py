@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from evaluations import audit
+from evaluations import audit, realtime
 from evaluations.models import ApiToken
 
 KEY_PREFIX = "cru_"
@@ -69,6 +69,7 @@ def token_revoke(*, token: ApiToken, actor=None, ip: str | None = None) -> bool:
     revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now) == 1
     if revoked:
         token.revoked_at = now
+        transaction.on_commit(realtime.access_changed)  # websockets opened with it close at once
         audit.audit_record(
             actor=actor if actor is not None else token.user,
             action=audit.TOKEN_REVOKE,

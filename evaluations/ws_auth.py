@@ -18,10 +18,15 @@ from evaluations.consumers import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
 
 
 @database_sync_to_async
-def _user_for_token(key: str):
+def _token_user(key: str):
+    """(user, token id), or None for unknown or revoked keys and inactive users."""
     from evaluations import tokens
 
-    return tokens.authenticate(key)  # None for unknown or revoked keys and inactive users
+    try:
+        user, token = tokens.token_user(key)
+    except tokens.TokenRejected:
+        return None
+    return user, token.pk
 
 
 class TokenAndOriginMiddleware:
@@ -35,11 +40,11 @@ class TokenAndOriginMiddleware:
         origin = headers.get(b"origin", b"").decode("latin-1")
         if auth:
             keyword, _, key = auth.partition(" ")
-            user = await _user_for_token(key.strip()) if keyword == "Token" and key.strip() else None
-            if user is None:
+            found = await _token_user(key.strip()) if keyword == "Token" and key.strip() else None
+            if found is None:
                 scope["crucible_reject"] = CLOSE_UNAUTHENTICATED
             else:
-                scope["user"] = user
+                scope["user"], scope["crucible_token_id"] = found
         if origin:
             host = urlparse(origin).hostname or ""
             if not validate_host(host, settings.ALLOWED_HOSTS):

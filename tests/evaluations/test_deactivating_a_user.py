@@ -3,9 +3,6 @@ websocket connects stop working on the very next request, with nothing to log ou
 
 from __future__ import annotations
 
-import copy
-import uuid
-
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -92,23 +89,6 @@ def test_they_cannot_log_in_again(anonymous_client, user, password) -> None:
 
 
 # -- websockets ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def channel_layer_of_its_own(settings):
-    """The configured Redis channel layer under a prefix of this test's own; its keys deleted after."""
-    import redis
-
-    prefix = f"crucible-deactivate-test-{uuid.uuid4().hex[:12]}:"
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    layers["default"]["CONFIG"]["prefix"] = prefix
-    settings.CHANNEL_LAYERS = layers
-    yield
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import random
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -24,7 +22,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("channel_layer_of_its_own"),  # tests/evaluations/conftest.py
+]
 
 ORIGIN = b"http://testserver"
 # docs/live-runs.md: frames of at most 64 KiB (daphne resets the connection over 1 MiB).
@@ -33,26 +35,6 @@ RECEIVE_TIMEOUT = 10.0
 
 
 # -- set-up -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def channel_layer_of_its_own(settings):
-    """The configured RedisChannelLayer (same hosts, capacity, timeouts) under a unique key prefix;
-    its keys are deleted afterwards. (Not starting with "asgi": another session's flush of the
-    default prefix must not reach it.)"""
-    import redis
-
-    prefix = f"crucible-wstest-{uuid.uuid4().hex[:12]}:"
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    assert layers["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    layers["default"]["CONFIG"]["prefix"] = prefix
-    settings.CHANNEL_LAYERS = layers  # channels drops its cached layer on this setting_changed
-    yield prefix
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

@@ -199,26 +199,6 @@ def test_moving_the_owner_to_another_team_moves_who_can_read(owner, teammate, ru
 # -- run lists follow the runs they show, live ------------------------------------------------------
 
 
-@pytest.fixture
-def channel_layer_of_its_own(settings):
-    """The configured Redis layer under a key prefix of its own (see test_following_runs_over_websockets.py)."""
-    import copy
-    import uuid
-
-    import redis
-
-    prefix = f"crucible-sharetest-{uuid.uuid4().hex[:12]}:"
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    layers["default"]["CONFIG"]["prefix"] = prefix
-    settings.CHANNEL_LAYERS = layers
-    yield
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 async def list_socket(user):
     from channels.db import database_sync_to_async
     from channels.testing import WebsocketCommunicator
