@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import LogoutView as DjangoLogoutView
 from django.contrib.auth.views import PasswordResetConfirmView
 from django.http import Http404
@@ -15,6 +16,7 @@ from django.urls import reverse_lazy
 
 from evaluations import audit, realtime, services
 from evaluations.models import Role
+from evaluations.permissions import allowed
 
 
 class SignupForm(UserCreationForm):
@@ -39,9 +41,23 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
 
 
+class RulePerms(dict):
+    """`can.submit`, `can.administer` in templates: the rules, asked when a template first looks.
+    Not Django's `perms`, which grants a superuser everything whatever their role."""
+
+    def __init__(self, user) -> None:
+        super().__init__()
+        self.user = user
+
+    def __missing__(self, name: str) -> bool:
+        self[name] = allowed(self.user, f"evaluations.{name}")
+        return self[name]
+
+
 def site_context(request) -> dict:
-    """Template context for every page: whether to offer self-registration."""
-    return {"signup_enabled": settings.CRUCIBLE_ALLOW_SIGNUP}
+    """Template context for every page: whether to offer self-registration, what the user may do."""
+    user = getattr(request, "user", None) or AnonymousUser()
+    return {"signup_enabled": settings.CRUCIBLE_ALLOW_SIGNUP, "can": RulePerms(user)}
 
 
 class PasswordSetView(PasswordResetConfirmView):

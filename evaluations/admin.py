@@ -31,6 +31,7 @@ from evaluations.models import (
     Team,
     WorkerHeartbeat,
 )
+from evaluations.permissions import allowed
 
 User = get_user_model()
 
@@ -383,7 +384,7 @@ class RunAdmin(admin.ModelAdmin):
         return False
 
     def has_cancel_permission(self, request) -> bool:
-        return request.user.has_perm("evaluations.administer")
+        return allowed(request.user, "evaluations.administer")
 
     @admin.display(description="owner", ordering="submission__owner__username")
     def owner(self, run) -> str:

@@ -14,7 +14,10 @@ class CrucibleAdminSite(admin.AdminSite):
     site_url = "/"
 
     def has_permission(self, request) -> bool:
-        return request.user.is_active and request.user.has_perm("evaluations.administer")
+        from evaluations.permissions import allowed
+
+        # The rule, not user.has_perm: that would let in any superuser, role or not.
+        return request.user.is_active and allowed(request.user, "evaluations.administer")
 
 
 class CrucibleAdminConfig(AdminConfig):

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from evaluations import tokens
 from evaluations.audit import client_ip
 from evaluations.models import ApiToken, AuditEvent
+from evaluations.permissions import allowed
 
 TOKEN_FIELDS = ("user", "name", "prefix", "created", "last_used_at", "revoked_at")
 
@@ -45,7 +46,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_revoke_permission(self, request) -> bool:
         user = request.user
-        return user.has_perm("evaluations.administer") or user.has_perm("evaluations.change_apitoken")
+        return allowed(user, "evaluations.administer") or allowed(user, "evaluations.change_apitoken")
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_selected(self, request, queryset) -> None:

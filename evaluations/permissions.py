@@ -1,5 +1,10 @@
 """The one permission layer: every page, API endpoint and websocket asks these rules (via
-`user.has_perm(...)` or the selectors built on the same predicates).
+`allowed(...)`/`require(...)` or the selectors built on the same predicates).
+
+Never `user.has_perm(...)` to decide: Django's ModelBackend answers True to any active superuser
+for every permission, so a superuser would pass owner-only rules (re-running someone else's run on
+their quota, changing their sharing). A superuser's role is admin (role_of), and that is all
+they get.
 
 Roles: a researcher submits and sees, cancels and re-runs their own runs (and reads runs their
 team shares); a reviewer reads every run and submits nothing; an admin may do everything.
@@ -86,10 +91,16 @@ def visible_runs_q(user) -> Q:
     return q
 
 
+def allowed(user, perm: str, obj=None) -> bool:
+    """Whether the rules grant `perm` (on `obj`): the registry asked directly, not through the
+    authentication backends, which let superusers past every rule."""
+    return rules.has_perm(perm, user, obj)
+
+
 def require(user, perm: str, obj=None) -> None:
     """PermissionDenied unless `user` has `perm` (on `obj`). Callers fetch `obj` through a
     visibility selector first, so a run the user may not see is a 404 before this is asked."""
     from django.core.exceptions import PermissionDenied
 
-    if not user.has_perm(perm, obj):
+    if not allowed(user, perm, obj):
         raise PermissionDenied(f"you may not do this ({perm.split('.', 1)[1].replace('_', ' ')})")

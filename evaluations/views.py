@@ -13,7 +13,7 @@ import sandbox
 from evaluations import quotas, selectors, services
 from evaluations.audit import client_ip
 from evaluations.forms import SubmissionForm
-from evaluations.permissions import require
+from evaluations.permissions import allowed, require
 from evaluations.uploads import UploadedSource, argv_from_text, read_upload
 
 
@@ -42,10 +42,10 @@ def run_detail(request, run_id: int):
         "memory_limit_bytes": run.memory_bytes,
         "cpu_cores": sandbox.Limits.cpu_cores,
     }
-    page["can_cancel"] = request.user.has_perm("evaluations.cancel_run", run)
-    page["can_rerun"] = request.user.has_perm("evaluations.rerun_run", run)
+    page["can_cancel"] = allowed(request.user, "evaluations.cancel_run", run)
+    page["can_rerun"] = allowed(request.user, "evaluations.rerun_run", run)
     sharing = {
-        "can_change": request.user.has_perm("evaluations.share_submission", run),
+        "can_change": allowed(request.user, "evaluations.share_submission", run),
         "mine": run.submission.owner_id == request.user.pk,
         "team": selectors.user_team(user=run.submission.owner),
     }

@@ -6,8 +6,10 @@ fails `test_every_route_has_a_row_in_the_matrix`. Excluded on purpose: the Djang
 
 The world of every test: a team "lab" with the owner and a teammate; the owner has two runs, one
 whose submission is shared with the team and one that is not; "other" is a researcher in another
-team; a reviewer; an admin (by role, not a superuser); and a deactivated user, who was an admin —
-so whatever they are refused is refused because they are deactivated. Targets: the shared run,
+team; a reviewer; an admin (by role, not a superuser); a superuser without a profile row (what
+createsuperuser and crucible_demo make), who must get exactly what the admin role gets — Django's
+has_perm would give them everything, owner-only actions included; and a deactivated user, who was
+an admin — so whatever they are refused is refused because they are deactivated. Targets: the shared run,
 the private run, and a run id that does not exist — another user's run must look exactly like that
 one (404, never 403).
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-ACTORS = ("anonymous", "owner", "teammate", "other", "reviewer", "admin", "deactivated")
+ACTORS = ("anonymous", "owner", "teammate", "other", "reviewer", "admin", "superuser", "deactivated")
 MISSING_ID = 987_654_321
 
 # Outcomes. HTTP: a status code, or one of these redirects. Websocket: OPEN or a close code.
@@ -56,27 +58,27 @@ def reading(ok: Any, anon: Any, hidden: Any = 404) -> dict[str, tuple]:
     """Reading a run: owner, teammates (shared only), reviewers and admins; others: not found."""
     no = hidden
     return by_target(
-        shared=(anon, ok, ok, no, ok, ok, anon),
-        private=(anon, ok, no, no, ok, ok, anon),
-        missing=(anon, no, no, no, no, no, anon),
+        shared=(anon, ok, ok, no, ok, ok, ok, anon),
+        private=(anon, ok, no, no, ok, ok, ok, anon),
+        missing=(anon, no, no, no, no, no, no, anon),
     )
 
 
 def owner_only(ok: Any, anon: Any) -> dict[str, tuple]:
     """Re-running and sharing: the owner only; whoever can see the run but is not its owner: 403."""
     return by_target(
-        shared=(anon, ok, 403, 404, 403, 403, anon),
-        private=(anon, ok, 404, 404, 403, 403, anon),
-        missing=(anon, 404, 404, 404, 404, 404, anon),
+        shared=(anon, ok, 403, 404, 403, 403, 403, anon),
+        private=(anon, ok, 404, 404, 403, 403, 403, anon),
+        missing=(anon, 404, 404, 404, 404, 404, 404, anon),
     )
 
 
 def cancelling(ok: Any, anon: Any) -> dict[str, tuple]:
     """Cancelling: the owner and admins; teammates and reviewers see the run but may not."""
     return by_target(
-        shared=(anon, ok, 403, 404, 403, ok, anon),
-        private=(anon, ok, 404, 404, 403, ok, anon),
-        missing=(anon, 404, 404, 404, 404, 404, anon),
+        shared=(anon, ok, 403, 404, 403, ok, ok, anon),
+        private=(anon, ok, 404, 404, 403, ok, ok, anon),
+        missing=(anon, 404, 404, 404, 404, 404, 404, anon),
     )
 
 
@@ -85,12 +87,12 @@ def everyone(outcome: Any) -> tuple:
 
 
 def signed_in(outcome: Any, anon: Any = LOGIN) -> tuple:
-    return (anon, outcome, outcome, outcome, outcome, outcome, anon)
+    return (anon, outcome, outcome, outcome, outcome, outcome, outcome, anon)
 
 
 SUBMIT_FORM = {"name": "matrix", "code": "print(1)\n"}
 
-#                                                     anonymous owner teammate other reviewer admin deactivated
+#                                           anonymous owner teammate other reviewer admin superuser deactivated
 HTTP_MATRIX: list[Case] = [
     # -- pages --------------------------------------------------------------------------------------
     Case("", "GET", None, everyone(F)),  # → /runs/
@@ -105,11 +107,11 @@ HTTP_MATRIX: list[Case] = [
     Case("set-password/done/", "GET", None, everyone(200)),
     Case("runs/", "GET", None, signed_in(200)),
     Case("runs/<int:run_id>/", "GET", "run", reading(200, L)),
-    Case("runs/<int:run_id>/cancel/", "GET", "run", by_target(*[(L, 405, 405, 405, 405, 405, L)] * 3)),
+    Case("runs/<int:run_id>/cancel/", "GET", "run", by_target(*[(L, 405, 405, 405, 405, 405, 405, L)] * 3)),
     Case("runs/<int:run_id>/cancel/", "POST", "run", cancelling(F, L)),
     Case("runs/<int:run_id>/rerun/", "POST", "run", owner_only(F, L)),
-    Case("submit/", "GET", None, (L, 200, 200, 200, 403, 200, L)),
-    Case("submit/", "POST", None, (L, F, F, F, 403, F, L), data=SUBMIT_FORM),
+    Case("submit/", "GET", None, (L, 200, 200, 200, 403, 200, 200, L)),
+    Case("submit/", "POST", None, (L, F, F, F, 403, F, F, L), data=SUBMIT_FORM),
     Case(
         "submissions/<int:submission_id>/share/",
         "POST",
@@ -124,13 +126,20 @@ HTTP_MATRIX: list[Case] = [
         "profile/tokens/<int:token_id>/revoke/",
         "POST",
         "token",
-        {"owners": (L, F, 404, 404, 404, 404, L), "missing": (L, 404, 404, 404, 404, 404, L)},
+        {"owners": (L, F, 404, 404, 404, 404, 404, L), "missing": (L, 404, 404, 404, 404, 404, 404, L)},
     ),
-    Case("ops/", "GET", None, (L, 403, 403, 403, 403, 200, L)),
+    Case("ops/", "GET", None, (L, 403, 403, 403, 403, 200, 200, L)),
     # The Django admin: only its index here (its own URLs are Django's); non-admins go to its login.
-    Case("admin/", "GET", None, (AL, AL, AL, AL, AL, 200, AL)),
+    Case("admin/", "GET", None, (AL, AL, AL, AL, AL, 200, 200, AL)),
     # -- the JSON API (session and token authentication) ---------------------------------------
-    Case("api/v1/submissions/", "POST", None, (401, 201, 201, 201, 403, 201, 401), data={"code": "print(1)"}, api=True),
+    Case(
+        "api/v1/submissions/",
+        "POST",
+        None,
+        (401, 201, 201, 201, 403, 201, 201, 401),
+        data={"code": "print(1)"},
+        api=True,
+    ),
     Case("api/v1/runs/", "GET", None, signed_in(200, anon=401), api=True),
     Case("api/v1/runs/<int:run_id>/", "GET", "run", reading(200, 401), api=True),
     Case("api/v1/runs/<int:run_id>/cancel/", "POST", "run", cancelling(202, 401), data={}, api=True),
@@ -200,6 +209,8 @@ def world(make_user, make_run, make_token) -> World:
         services.user_set_role(actor=None, user=user, role=role)
         services.user_set_team(actor=None, user=user, team=team)
         users[name] = user
+    # As createsuperuser makes them: no profile row, no role but the flag.
+    users["superuser"] = make_user("m-superuser", is_superuser=True, is_staff=True)
     keys = {name: make_token(user).key for name, user in users.items()}
     owner = users["owner"]
     shared_run = make_run(owner, name="shared", stdout=b"shared output\n")
@@ -370,18 +381,25 @@ def in_memory_channel_layer(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-async def ws_outcome(world: World, case: Case, target: str, actor: str):
+async def ws_outcome(world: World, case: Case, target: str, actor: str, auth: str = "session"):
+    """auth="session": a browser (its cookie and an Origin); auth="token": a script, with
+    `Authorization: Token <key>` and no Origin."""
     from channels.db import database_sync_to_async
     from channels.testing import WebsocketCommunicator
     from django.conf import settings
 
     from crucible_site.asgi import application
 
-    headers = [(b"origin", b"http://testserver")]
-    if actor != "anonymous":
-        client = await database_sync_to_async(session_client)(world, actor)
-        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+    headers = []
+    if auth == "token":
+        if actor != "anonymous":
+            headers.append((b"authorization", f"Token {world.keys[actor]}".encode()))
+    else:
+        headers.append((b"origin", b"http://testserver"))
+        if actor != "anonymous":
+            client = await database_sync_to_async(session_client)(world, actor)
+            cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+            headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     comm = WebsocketCommunicator(application, url_for(case, world, target), headers=headers)
     try:
         accepted, code = await comm.connect(timeout=10)
@@ -397,13 +415,16 @@ async def ws_outcome(world: World, case: Case, target: str, actor: str):
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("auth", ["session", "token"])
 @pytest.mark.parametrize(("case", "target"), matrix_params(WS_MATRIX))
-async def test_the_websocket_matrix(world, in_memory_channel_layer, case: Case, target: str) -> None:
+async def test_the_websocket_matrix(world, in_memory_channel_layer, case: Case, target: str, auth: str) -> None:
+    # With tokens, "anonymous" sends no Authorization header at all, and the deactivated user's
+    # token is refused like no token: both 4401, the same row as with sessions.
     from channels.db import database_sync_to_async
     from django.db import connections
 
     try:
-        got = {actor: await ws_outcome(world, case, target, actor) for actor in ACTORS}
+        got = {actor: await ws_outcome(world, case, target, actor, auth) for actor in ACTORS}
     finally:
         await database_sync_to_async(connections.close_all)()  # the DB thread's, or the test DB cannot be dropped
     assert got == dict(zip(ACTORS, case.outcomes()[target], strict=True))
@@ -417,7 +438,7 @@ def test_the_visibility_queryset_and_has_perm_agree_for_every_role_and_run(make_
 
     from evaluations import services
     from evaluations.models import Role, Run, Team
-    from evaluations.permissions import visible_runs_q
+    from evaluations.permissions import allowed, visible_runs_q
 
     lab, other_lab = Team.objects.create(name="lab"), Team.objects.create(name="other lab")
 
@@ -450,7 +471,7 @@ def test_the_visibility_queryset_and_has_perm_agree_for_every_role_and_run(make_
     for user in [*people, AnonymousUser()]:
         fresh = type(user).objects.get(pk=user.pk) if user.pk else user  # no cached profile
         by_query = set(Run.objects.filter(visible_runs_q(fresh)).values_list("pk", flat=True))
-        by_rule = {run.pk for run in runs if fresh.has_perm("evaluations.view_run", run)}
+        by_rule = {run.pk for run in runs if allowed(fresh, "evaluations.view_run", run)}
         assert by_query == by_rule, user
 
 
@@ -461,6 +482,7 @@ def test_the_run_lists_show_exactly_the_visible_runs(world) -> None:
         "other": set(),
         "reviewer": {"shared", "private"},
         "admin": {"shared", "private"},
+        "superuser": {"shared", "private"},
     }
     for actor, names in expected.items():
         client = session_client(world, actor)
@@ -479,6 +501,28 @@ def test_teammates_read_a_shared_run_without_its_buttons(world) -> None:
         assert form in owner_page
         assert form not in teammate_page
     assert "m-owner" in teammate_page and "shared with the team" in teammate_page
+
+
+@pytest.mark.parametrize("actor", ["admin", "superuser"])
+def test_admins_and_superusers_see_cancel_but_not_the_owners_buttons(world, actor) -> None:
+    page = session_client(world, actor).get(f"/runs/{world.shared_run.pk}/").content.decode()
+
+    assert 'id="cancel-form"' in page
+    assert 'id="rerun-form"' not in page and 'id="share-form"' not in page
+
+
+def test_a_superuser_cannot_rerun_or_share_someone_elses_run_through_the_services_checks(world) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from evaluations.permissions import require
+
+    root, run = world.users["superuser"], world.private_run
+    assert root.has_perm("evaluations.rerun_run", run)  # what Django's backends would have said
+    for perm in ("evaluations.rerun_run", "evaluations.share_submission"):
+        with pytest.raises(PermissionDenied):
+            require(root, perm, run)
+    require(root, "evaluations.cancel_run", run)  # as the admin role may
+    require(root, "evaluations.administer")
 
 
 # -- CSRF: every form ------------------------------------------------------------------------------
