@@ -73,7 +73,8 @@ rules.add_perm("evaluations.submit", is_researcher | is_admin)
 rules.add_perm("evaluations.view_run", rules.is_active & (owns_run | teammate_shared_run | can_read_runs_of_others))
 rules.add_perm("evaluations.cancel_run", rules.is_active & ((owns_run & (is_researcher | is_admin)) | is_admin))
 rules.add_perm("evaluations.rerun_run", rules.is_active & owns_run & (is_researcher | is_admin))
-rules.add_perm("evaluations.share_submission", rules.is_active & owns_run)
+# Reviewers are read-only, also on what they submitted before they became reviewers.
+rules.add_perm("evaluations.share_submission", rules.is_active & owns_run & (is_researcher | is_admin))
 rules.add_perm("evaluations.administer", rules.is_active & is_admin)
 
 

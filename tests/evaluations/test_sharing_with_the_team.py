@@ -167,6 +167,21 @@ def test_an_admin_may_read_it_but_sharing_stays_the_owners_choice(owner, run, ma
     assert "share-form" not in browser(admin).get(f"/runs/{run.pk}/").content.decode()
 
 
+def test_a_researcher_made_reviewer_can_no_longer_change_the_sharing_of_old_submissions(owner, run) -> None:
+    # Reviewers are read-only: what they submitted as researchers included.
+    services.submission_set_shared(actor=owner, submission=run.submission, shared=True)
+    services.user_set_role(actor=None, user=owner, role=Role.REVIEWER)
+
+    page = browser(owner).get(f"/runs/{run.pk}/").content.decode()
+    assert "share-form" not in page
+    form = browser(owner).post(f"/submissions/{run.submission_id}/share/", {"shared_with_team": "false"})
+    patch = api(owner).patch(f"/api/v1/submissions/{run.submission_id}/", {"shared_with_team": False}, format="json")
+
+    assert (form.status_code, patch.status_code) == (403, 403)
+    assert shared(run)
+    assert AuditEvent.objects.filter(action=audit.SHARE_CHANGE).count() == 1  # only the owner's, as researcher
+
+
 def test_a_researcher_in_no_team_may_share_and_is_told_it_takes_effect_in_a_team(make_user, make_run) -> None:
     loner = make_user("loner")
     run = make_run(loner)
