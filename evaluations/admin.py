@@ -77,12 +77,22 @@ class ProfileInline(admin.StackedInline):
         editing_self = obj is not None and obj.pk == request.user.pk
         current = selectors.user_role(user=obj) if obj is not None else Role.RESEARCHER
 
+        class RoleForm(formset.form):
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                # The role the user has, which is not the row's for a superuser (always admin):
+                # shown, and what "changed" is measured against.
+                if self.instance.pk is not None:
+                    self.initial["role"] = current
+
         class RoleFormSet(formset):
+            form = RoleForm
+
             def clean(self) -> None:
                 super().clean()
                 for form in self.forms:
                     role = getattr(form, "cleaned_data", {}).get("role")
-                    if editing_self and role and role != current:
+                    if editing_self and role and role != current and "role" in form.changed_data:
                         raise ValidationError("You cannot change your own role; ask another admin.")
 
         return RoleFormSet
@@ -168,8 +178,12 @@ class UserAdmin(DjangoUserAdmin):
             data = getattr(profile_form, "cleaned_data", None)
             if not data:
                 continue  # the inline was left as it was
-            services.user_set_role(actor=request.user, user=user, role=data["role"], request=request)
-            services.user_set_team(actor=request.user, user=user, team=data.get("team"), request=request)
+            # Only what the admin changed: saving someone's page for their email must not write
+            # the role shown back over the one they have.
+            if "role" in profile_form.changed_data:
+                services.user_set_role(actor=request.user, user=user, role=data["role"], request=request)
+            if "team" in profile_form.changed_data:
+                services.user_set_team(actor=request.user, user=user, team=data.get("team"), request=request)
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)

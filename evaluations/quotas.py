@@ -199,7 +199,9 @@ def owner_lock(user) -> None:
     one submission per user at a time passes from counting to inserting. On SQLite, where
     SELECT ... FOR UPDATE does not exist, the IMMEDIATE transaction already holds the write lock."""
     # get_or_create copes with two transactions inserting the profile at once (savepoint + get).
-    Profile.objects.get_or_create(user_id=user.pk)
+    # The row gets the role the user has now (admin for a superuser without one), not the model's
+    # default: a researcher row would show, and be saved back, as their role on their admin page.
+    Profile.objects.get_or_create(user_id=user.pk, defaults={"role": lambda: quota_role(user)})
     Profile.objects.select_for_update().get(user_id=user.pk)
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from evaluations import audit, services
+from evaluations import audit, selectors, services
 from evaluations.models import AuditEvent, Profile, QuotaOverride, QuotaPolicy, Role, Run, Team
 
 User = get_user_model()
@@ -228,6 +228,40 @@ def test_the_user_page_shows_a_superusers_role_as_admin_without_a_profile_row(ad
     assert data["profile-0-role"] == Role.ADMIN
     assert admin_client.post(f"/admin/auth/user/{root.pk}/change/", data).status_code == 302
     assert User.objects.get(pk=root.pk).is_superuser  # saving the page unchanged changes nothing
+    assert not events(audit.ROLE_CHANGE, "user:root")
+
+
+def test_saving_a_superusers_page_for_an_email_change_keeps_them_admin(admin_client, make_user) -> None:
+    # A researcher row, as a superuser's first submission used to make: the page shows, and keeps, admin.
+    root = make_user("root", is_superuser=True, is_staff=True)
+    Profile.objects.create(user=root, role=Role.RESEARCHER)
+    url = f"/admin/auth/user/{root.pk}/change/"
+
+    data = form_data(admin_client.get(url))
+    assert data["profile-0-role"] == Role.ADMIN
+    data["email"] = "root@example.org"
+    assert admin_client.post(url, data).status_code == 302
+
+    root = User.objects.get(pk=root.pk)
+    assert root.email == "root@example.org"
+    assert root.is_superuser and root.is_staff and selectors.user_role(user=root) == Role.ADMIN
+    assert not events(audit.ROLE_CHANGE, "user:root")
+
+
+def test_a_superuser_can_save_their_own_page(make_user) -> None:
+    root = make_user("root", is_superuser=True, is_staff=True)
+    Profile.objects.create(user=root, role=Role.RESEARCHER)  # as a first submission used to make
+    client = Client()
+    client.force_login(root)
+    url = f"/admin/auth/user/{root.pk}/change/"
+
+    data = form_data(client.get(url))
+    data["first_name"] = "Rooty"
+    response = client.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()
+    root = User.objects.get(pk=root.pk)
+    assert root.first_name == "Rooty" and root.is_superuser
     assert not events(audit.ROLE_CHANGE, "user:root")
 
 

@@ -234,6 +234,15 @@ def test_a_submission_creates_the_missing_profile_it_locks(make_user) -> None:
     assert Profile.objects.get(user=user).role == Role.RESEARCHER
 
 
+def test_a_superusers_first_submission_gives_them_an_admin_profile(make_user) -> None:
+    # createsuperuser makes no profile; the one the lock creates must not make them a researcher.
+    root = make_user("root", is_superuser=True, is_staff=True)
+
+    submit(root)
+
+    assert Profile.objects.get(user=root).role == Role.ADMIN
+
+
 # --- Per-run maxima from the quota ----------------------------------------------------------------
 
 
