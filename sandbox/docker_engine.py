@@ -53,7 +53,7 @@ from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsC
 from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
-from sandbox.process_count import GuestProcesses, ProcessSamples
+from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
 from sandbox.pump import READ_CHUNK, OutputPump
 from sandbox.runsc import SANDBOX_UID, SENTRY_OVERHEAD_BYTES
 from sandbox.verdict import decide
@@ -519,7 +519,12 @@ class _Run:
         if not roots:
             return None
         command = [self.engine.runtime_path(), "--root", roots[0], "events", "--stats", self.id]
-        return GuestProcesses(command, self.request.limits.processes)
+        return GuestProcesses(
+            command,
+            self.request.limits.processes,
+            socket_path=control_socket(Path(roots[0]), self.id),
+            container_id=self.id,
+        )
 
     def _tick(self, now: float) -> None:
         if self.guest is not None:

@@ -10,7 +10,11 @@ it exited non-zero, or it was still at the limit when the wall-time limit ended 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+import time
+from pathlib import Path
 
 from sandbox.pump import METRICS_EVERY
 
@@ -54,26 +58,152 @@ class ProcessSamples:
 
 
 # The guest's process count is first read as soon as the sandbox exists, so even a print(1) gets a
-# value (a query costs ~15 ms of CPU, the same whether it is sent at boot or 100 ms later, when a
-# short run is exiting and it fails), then every METRICS_EVERY, or PROCESS_SAMPLE_FAST near the limit.
+# value, then every METRICS_EVERY, or PROCESS_SAMPLE_FAST near the limit.
 FIRST_PROCESS_SAMPLE = 0.0
 PROCESS_SAMPLE_FAST = 0.1
+FIRST_SAMPLE_RETRY = 0.02
 PROCESS_SAMPLE_TIMEOUT = 2.0
+# A stats reply is well under 4 KiB; anything much larger is not one.
+MAX_REPLY_BYTES = 1024 * 1024
+# What `runsc events --stats` calls in the sandbox (gvisor runsc/boot/controller.go).
+EVENT_METHOD = "containerManager.Event"
+
+
+def control_socket(root: Path, sandbox_id: str) -> Path:
+    """Where runsc's sandbox (the sentry) listens for control calls, in the state dir `--root`."""
+    return root / f"runsc-{sandbox_id}.sock"
+
+
+class _SocketQuery:
+    """One `containerManager.Event` call on the sandbox's control socket: the call `runsc events
+    --stats` makes, without starting a runsc process (~0.3 ms instead of ~25 ms wall and ~17 ms
+    CPU, measured with runsc 20240729). The reply is read by later polls: the pump never waits."""
+
+    def __init__(self, path: Path, container_id: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        self.reply = b""
+        try:
+            _connect(self.sock, path)
+            # urpc (gvisor/pkg/urpc): one JSON object each way over the stream.
+            self.sock.sendall(json.dumps({"method": EVENT_METHOD, "arg": container_id}).encode())
+        except OSError:
+            self.sock.close()
+            raise
+
+    def done(self) -> bool:
+        try:
+            while chunk := self.sock.recv(65536):
+                self.reply += chunk
+                if self._parsed() is not None or len(self.reply) > MAX_REPLY_BYTES:
+                    return True
+            return True  # closed by the sandbox: it has gone
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def count(self) -> int | None:
+        self.close()
+        reply = self._parsed()
+        if not isinstance(reply, dict) or reply.get("success") is not True:
+            return None
+        return _pids_current((reply.get("result") or {}).get("event"))
+
+    def misunderstood(self) -> bool:
+        """The sandbox answered, but not as this protocol expects (another runsc version). Not
+        "container not started yet" or "gone", which only mean: ask again later."""
+        reply = self._parsed()
+        if not isinstance(reply, dict) or not isinstance(reply.get("success"), bool):
+            return bool(self.reply)
+        if reply["success"]:
+            return _pids_current((reply.get("result") or {}).get("event")) is None
+        return reply.get("err") == "unknown method"
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _parsed(self) -> object:
+        try:
+            return json.loads(self.reply)
+        except ValueError:
+            return None
+
+
+# sockaddr_un holds 108 bytes; docker's runsc state dirs make longer paths.
+_UNIX_PATH_MAX = 107
+
+
+def _connect(sock: socket.socket, path: Path) -> None:
+    if len(os.fsencode(path)) <= _UNIX_PATH_MAX:
+        sock.connect(str(path))
+        return
+    # A long path is reached through its directory's descriptor, as runsc itself does.
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
+
+
+class _CommandQuery:
+    """The same question through `runsc events --stats`, for a runsc whose control socket is not
+    where _SocketQuery looks (its protocol is internal to gVisor and may move)."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            close_fds=True,
+        )
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def count(self) -> int | None:
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.proc.stdout.close()
+        if self.proc.wait() != 0:
+            return None  # not created yet, or already gone
+        try:
+            return _pids_current(json.loads(out))
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _pids_current(event: object) -> int | None:
+    try:
+        count = event["data"]["pids"]["current"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 class GuestProcesses:
-    """The guest's task count (processes and threads), sampled with `runsc events --stats`.
+    """The guest's task count (processes and threads), sampled from the sandbox itself.
 
     Under gVisor the host cgroup's pids.current counts the sentry's threads, not the user's
-    processes; the sandbox's own pids counter is what RLIMIT_NPROC limits. One query costs ~30 ms
-    wall and ~17 ms CPU, so it runs as a child process that later pump iterations collect: the
-    output pump never waits for it.
+    processes; the sandbox's own pids counter is what RLIMIT_NPROC limits. It is asked on the
+    control socket when there is one (`socket_path`), else with `command` (`runsc events --stats`);
+    either way the query runs alongside the output pump, which later polls collect.
     """
 
-    def __init__(self, command: list[str], limit: int) -> None:
+    def __init__(
+        self, command: list[str], limit: int, *, socket_path: Path | None = None, container_id: str = ""
+    ) -> None:
         self.command = command
+        self.socket_path, self.container_id = socket_path, container_id
         self.counts = ProcessSamples(limit)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.query: _SocketQuery | _CommandQuery | None = None
         self.launched_at = 0.0
         self.next_at: float | None = None
 
@@ -81,54 +211,51 @@ class GuestProcesses:
         self.next_at = now + FIRST_PROCESS_SAMPLE
 
     def poll(self, now: float, *, launch: bool) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
+        if self.query is not None:
+            if not self.query.done():
                 if now - self.launched_at > PROCESS_SAMPLE_TIMEOUT:
                     self._abandon()
                 return
             self._collect()
         if launch and self.next_at is not None and now >= self.next_at:
             self.launched_at = now
-            self.proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                close_fds=True,
-            )
+            self.query = self._start()
             self.next_at = now + (PROCESS_SAMPLE_FAST if self.counts.near_limit else METRICS_EVERY)
 
     def finish(self) -> None:
         """Collect a query still in flight (the sandbox has exited: it answers or fails at once)."""
-        if self.proc is None:
+        if self.query is None:
             return
-        try:
-            self.proc.wait(timeout=PROCESS_SAMPLE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._abandon()
-            return
+        deadline = time.monotonic() + PROCESS_SAMPLE_TIMEOUT
+        while not self.query.done():
+            if time.monotonic() > deadline:
+                self._abandon()
+                return
+            time.sleep(0.005)
         self._collect()
 
+    def _start(self) -> _SocketQuery | _CommandQuery | None:
+        if self.socket_path is not None and self.socket_path.exists():
+            try:
+                return _SocketQuery(self.socket_path, self.container_id)
+            except OSError:
+                pass  # not listening yet, gone, or out of reach: runsc knows better
+        return _CommandQuery(self.command)
+
     def _collect(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        self.proc.stdout.close()
-        ok = self.proc.returncode == 0
-        self.proc = None
-        if not ok:
-            return  # not created yet, or already gone
-        try:
-            count = json.loads(out)["data"]["pids"]["current"]
-        except (ValueError, KeyError, TypeError):
-            return
-        if isinstance(count, int):
+        assert self.query is not None
+        count = self.query.count()
+        if isinstance(self.query, _SocketQuery) and self.query.misunderstood():
+            self.socket_path = None  # another runsc: ask `runsc events` for the rest of this run
+        self.query = None
+        if count is not None:
             self.counts.add(self.launched_at, count)
+        elif not self.counts.samples and self.next_at is not None:
+            # Not started yet (the pid file comes before the start) or busy: a short run must still
+            # get a first count, so ask again soon rather than a whole metrics period later.
+            self.next_at = min(self.next_at, self.launched_at + FIRST_SAMPLE_RETRY)
 
     def _abandon(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
+        assert self.query is not None
+        self.query.close()
+        self.query = None

@@ -33,7 +33,7 @@ from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsC
 from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
-from sandbox.process_count import GuestProcesses
+from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import OutputPump
 from sandbox.verdict import decide
 
@@ -242,7 +242,10 @@ class _Run:
         self.pidfile = workdir / "runsc.pid"
         self.booted_at: float | None = None
         self.guest = GuestProcesses(
-            engine.runsc_command(workdir, run_id, "events", "--stats", run_id), request.limits.processes
+            engine.runsc_command(workdir, run_id, "events", "--stats", run_id),
+            request.limits.processes,
+            socket_path=control_socket(workdir / "state", run_id),
+            container_id=run_id,
         )
 
     def wait(self) -> ExecResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -259,3 +260,34 @@ def run(engine: ExecutionEngine) -> Callable[..., ExecResult]:
         return engine.execute(make_request(code, **kwargs), **callbacks)
 
     return _run
+
+
+# A program with 6 processes at its peak (itself and 5 children) for about a second.
+FIVE_CHILDREN = """
+import os, time
+children = []
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(1.2)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.fixture
+def runsc_events_started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The `runsc events` commands the engine starts from now on (every process is still started)."""
+    started: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    class RecordingPopen(real_popen):  # type: ignore[misc, valid-type]
+        def __init__(self, args: Any, *a: Any, **kw: Any) -> None:
+            if isinstance(args, list) and "events" in args:
+                started.append(args)
+            super().__init__(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    return started

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_request
+from conftest import FIVE_CHILDREN, make_request
 
 from sandbox.contract import ExecResult, Limits, MiB, Reason, Status, Stream
 from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
@@ -100,6 +100,15 @@ def test_the_image_is_imported_once_per_rootfs_digest(engine: DockerEngine, imag
     assert fresh._image_tag(image) == tag
     assert time.monotonic() - started < 2
     assert engine._api().inspect_image(tag)["Id"] == first["Id"]
+
+
+def test_processes_are_counted_on_the_sandboxs_control_socket_despite_its_long_path(
+    engine: DockerEngine, runsc_events_started: list[list[str]]
+) -> None:
+    # docker's runsc state dir makes the socket's path longer than a sockaddr_un holds.
+    result = engine.execute(make_request(FIVE_CHILDREN))
+    assert result.usage.peak_processes == 6
+    assert runsc_events_started == []
 
 
 def test_it_reports_docker_and_runsc_versions(engine: DockerEngine) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_request
+from conftest import FIVE_CHILDREN, make_request
 
-from sandbox import cgroups
+from sandbox import cgroups, process_count
+from sandbox import runsc as runsc_module
 from sandbox.contract import ExecResult, MiB, Reason, Status, Stream
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, get_engine
 from sandbox.errors import EngineUnavailable, ImageError
@@ -175,24 +176,38 @@ def test_a_missing_image_says_how_to_build_it(engine: ExecutionEngine, tmp_path:
 
 
 def test_it_reports_the_peak_number_of_processes_inside_the_sandbox(run: Run) -> None:
-    code = """
-import os, time
-children = []
-for _ in range(5):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(1.2)
-        os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-"""
     samples: list[MetricSample] = []
-    result = run(code, on_metrics=samples.append)
+    result = run(FIVE_CHILDREN, on_metrics=samples.append)
     assert result.status is Status.SUCCEEDED, result
     # The guest's own count (the program and its 5 children), not the sentry's host threads (~30).
     assert result.usage.peak_processes == 6
     assert 6 in [s.processes for s in samples], samples
+
+
+def test_processes_are_counted_on_the_sandboxs_control_socket_without_starting_runsc(
+    run: Run, runsc_events_started: list[list[str]]
+) -> None:
+    result = run(FIVE_CHILDREN)
+    assert result.usage.peak_processes == 6
+    assert runsc_events_started == []  # each query ~0.3 ms instead of a ~25 ms runsc process
+
+
+def test_a_sandbox_that_does_not_answer_as_expected_is_asked_through_runsc_instead(
+    run: Run, runsc_events_started: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_count, "EVENT_METHOD", "containerManager.NoSuchMethod")  # a future runsc
+    result = run(FIVE_CHILDREN)
+    assert result.usage.peak_processes == 6
+    assert runsc_events_started
+
+
+def test_without_a_control_socket_processes_are_counted_through_runsc(
+    run: Run, runsc_events_started: list[list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(runsc_module, "control_socket", lambda root, sandbox_id: tmp_path / "elsewhere.sock")
+    result = run(FIVE_CHILDREN)
+    assert result.usage.peak_processes == 6
+    assert runsc_events_started
 
 
 def test_threads_count_as_processes_like_the_limit_does(run: Run) -> None:
