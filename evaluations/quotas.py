@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+import sandbox
 from evaluations.models import Profile, QuotaFields, QuotaOverride, QuotaPolicy, Role, Run, RunStatus
 
 LABELS = {
@@ -26,6 +27,13 @@ LABELS = {
     "max_upload_bytes": "code/upload size",
 }
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Every run gets the sandbox's default CPU allowance (evaluations/execution.py asks for no other).
+CPU_CORES_PER_RUN = sandbox.Limits.cpu_cores
+
+
+def worst_case_cpu_seconds(wall_seconds: float) -> float:
+    """The most CPU time a run can be charged: its wall-time limit on every core it may use."""
+    return wall_seconds * CPU_CORES_PER_RUN
 
 
 @dataclass(frozen=True)
@@ -128,22 +136,29 @@ class Usage:
     runs_today: int  # queued since UTC midnight, except those that ended in error (our fault)
     cpu_seconds_today: float  # of those same runs, as far as they have finished
     resets_at: datetime
+    # Of those same runs, the ones still queued or running, at their worst case: their CPU time is
+    # known only when they end, and counting it then would let parallel runs pass the quota together.
+    cpu_seconds_reserved: float = 0.0
 
 
 def usage_of(user, *, now: datetime | None = None) -> Usage:
     """One query. Counted at the moment it runs: call it after taking the user's lock."""
     start = day_start(now)
     today = Q(queued_at__gte=start) & ~Q(status=RunStatus.ERROR)
+    active = Q(status__in=ACTIVE_STATUSES)
     row = Run.objects.filter(submission__owner_id=user.pk).aggregate(
-        concurrent=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
+        concurrent=Count("pk", filter=active),
         today=Count("pk", filter=today),
         cpu=Sum("cpu_seconds", filter=today),
+        # Runs queued before midnight are charged to their own day, so they reserve nothing today.
+        reserved_wall=Sum("wall_seconds", filter=today & active),
     )
     return Usage(
         concurrent_runs=row["concurrent"],
         runs_today=row["today"],
         cpu_seconds_today=float(row["cpu"] or 0.0),
         resets_at=start + timedelta(days=1),
+        cpu_seconds_reserved=worst_case_cpu_seconds(float(row["reserved_wall"] or 0.0)),
     )
 
 
@@ -152,13 +167,26 @@ def usage_of(user, *, now: datetime | None = None) -> Usage:
 
 class QuotaExceeded(Exception):
     """A new run would go over one of the user's quotas. `resets_at` is None for concurrent runs,
-    which free up when a run ends rather than at a time."""
+    which free up when a run ends rather than at a time. For CPU seconds, `usage` includes
+    `reserved` (the worst case of the runs still queued or running) and `requested` is the new
+    run's own worst case."""
 
-    def __init__(self, *, quota: str, limit: float, usage: float, resets_at: datetime | None) -> None:
+    def __init__(
+        self,
+        *,
+        quota: str,
+        limit: float,
+        usage: float,
+        resets_at: datetime | None,
+        reserved: float = 0.0,
+        requested: float | None = None,
+    ) -> None:
         self.quota = quota
         self.limit = limit
         self.usage = usage
         self.resets_at = resets_at
+        self.reserved = reserved
+        self.requested = requested
         super().__init__(self.message)
 
     @property
@@ -177,6 +205,17 @@ class QuotaExceeded(Exception):
             )
         else:
             used = f"Your runs today used {self.usage:.1f} of your {self.limit:g} CPU seconds"
+            cores = f"{CPU_CORES_PER_RUN:g} CPU core{'s' if CPU_CORES_PER_RUN != 1 else ''}"
+            if self.reserved:
+                used += (
+                    f" (counting {self.reserved:.1f} reserved by runs still queued or running: "
+                    f"their wall-time limit × {cores}, until they end)"
+                )
+            if self.requested is not None:
+                used += (
+                    f", and this run could use up to {self.requested:g} more (its wall-time limit × {cores}; "
+                    "a lower wall-time limit needs less)"
+                )
         return f"Quota reached: {label}. {used}; {when}."
 
     def retry_after_seconds(self, now: datetime | None = None) -> int | None:
@@ -205,23 +244,29 @@ def owner_lock(user) -> None:
     Profile.objects.select_for_update().get(user_id=user.pk)
 
 
-def quota_check_new_run(*, user, quotas: Quotas, now: datetime | None = None) -> Usage:
-    """Raise QuotaExceeded if one more run would go over a quota. Call inside the transaction
-    that inserts the run, after owner_lock()."""
+def quota_check_new_run(*, user, quotas: Quotas, wall_seconds: float, now: datetime | None = None) -> Usage:
+    """Raise QuotaExceeded if one more run, with this wall-time limit, would go over a quota. Call
+    inside the transaction that inserts the run, after owner_lock()."""
     usage = usage_of(user, now=now)
     # Daily quotas first: waiting for a running run to end does not help with those.
     if quotas.runs_per_day is not None and usage.runs_today >= quotas.runs_per_day:
         raise QuotaExceeded(
             quota="runs_per_day", limit=quotas.runs_per_day, usage=usage.runs_today, resets_at=usage.resets_at
         )
-    # CPU time is known when a run ends, so runs in flight can take a user somewhat past it.
-    if quotas.cpu_seconds_per_day is not None and usage.cpu_seconds_today >= quotas.cpu_seconds_per_day:
-        raise QuotaExceeded(
-            quota="cpu_seconds_per_day",
-            limit=quotas.cpu_seconds_per_day,
-            usage=usage.cpu_seconds_today,
-            resets_at=usage.resets_at,
-        )
+    # A run's CPU time is known only when it ends: runs in flight count at their worst case, and so
+    # does the new one, so no number of parallel runs can take the day's total past the quota.
+    if quotas.cpu_seconds_per_day is not None:
+        committed = usage.cpu_seconds_today + usage.cpu_seconds_reserved
+        requested = worst_case_cpu_seconds(wall_seconds)
+        if committed + requested > quotas.cpu_seconds_per_day:
+            raise QuotaExceeded(
+                quota="cpu_seconds_per_day",
+                limit=quotas.cpu_seconds_per_day,
+                usage=committed,
+                resets_at=usage.resets_at,
+                reserved=usage.cpu_seconds_reserved,
+                requested=requested,
+            )
     if quotas.concurrent_runs is not None and usage.concurrent_runs >= quotas.concurrent_runs:
         raise QuotaExceeded(
             quota="concurrent_runs", limit=quotas.concurrent_runs, usage=usage.concurrent_runs, resets_at=None

@@ -189,7 +189,7 @@ def submission_create(
     limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb, quotas=quotas)
     with transaction.atomic():
         owner_lock(owner)
-        quota_check_new_run(user=owner, quotas=quotas)
+        quota_check_new_run(user=owner, quotas=quotas, wall_seconds=limits.wall_seconds)
         submission = Submission.objects.create(
             owner=owner,
             name=clean_name,
@@ -368,7 +368,7 @@ def run_rerun(
     )
     with transaction.atomic():
         owner_lock(owner)
-        quota_check_new_run(user=owner, quotas=quotas)
+        quota_check_new_run(user=owner, quotas=quotas, wall_seconds=limits.wall_seconds)
         new_run = _run_create(submission=run.submission, limits=limits)
         audit.audit_record(
             actor=actor if actor is not None else run.submission.owner,

@@ -115,7 +115,55 @@ def test_yesterdays_runs_do_not_count_against_today(make_user, make_run) -> None
     old = make_run(user, status=RunStatus.SUCCEEDED, cpu_seconds=50.0)
     Run.objects.filter(pk=old.pk).update(queued_at=quotas.day_start() - timedelta(seconds=1))
 
-    assert submit(user).status == RunStatus.QUEUED
+    assert submit(user, wall_seconds=1).status == RunStatus.QUEUED  # its worst case is 1 CPU second
+
+
+ROOMY = {"concurrent_runs": 100, "runs_per_day": 100}
+
+
+def test_queued_and_running_runs_reserve_their_worst_case_cpu_time(make_user) -> None:
+    user = make_user(quotas={**ROOMY, "cpu_seconds_per_day": 25})
+    submit(user, wall_seconds=10)
+    submit(user, wall_seconds=10)  # 20 of 25 reserved, nothing finished yet
+
+    with pytest.raises(quotas.QuotaExceeded) as refused:
+        submit(user, wall_seconds=10)
+
+    exc = refused.value
+    assert (exc.quota, exc.limit, exc.usage, exc.reserved, exc.requested) == ("cpu_seconds_per_day", 25, 20, 20, 10)
+    assert "Quota reached: CPU seconds per day. Your runs today used 20.0 of your 25 CPU seconds" in exc.message
+    assert "20.0 reserved by runs still queued or running" in exc.message
+    assert "this run could use up to 10 more" in exc.message and "resets at" in exc.message
+    assert submit(user, wall_seconds=5).status == RunStatus.QUEUED  # exactly fits: 25 of 25
+
+
+def test_a_run_that_ends_is_charged_what_it_used_instead_of_its_reservation(make_user) -> None:
+    user = make_user(quotas={**ROOMY, "cpu_seconds_per_day": 25})
+    first = submit(user, wall_seconds=20)
+    with pytest.raises(quotas.QuotaExceeded):
+        submit(user, wall_seconds=10)
+
+    Run.objects.filter(pk=first.pk).update(status=RunStatus.SUCCEEDED, cpu_seconds=2.5)
+
+    assert submit(user, wall_seconds=20).status == RunStatus.QUEUED  # 2.5 used + 20 reserved
+
+
+def test_runs_that_end_in_error_neither_count_nor_reserve_cpu_time(make_user, make_run) -> None:
+    user = make_user(quotas={**ROOMY, "cpu_seconds_per_day": 10})
+    make_run(user, status=RunStatus.ERROR, reason="worker_lost", cpu_seconds=100.0, wall_seconds=100.0)
+
+    assert submit(user, wall_seconds=10).status == RunStatus.QUEUED
+
+
+def test_a_rerun_reserves_its_worst_case_cpu_time_too(make_user) -> None:
+    user = make_user(quotas={**ROOMY, "cpu_seconds_per_day": 15})
+    first = submit(user, wall_seconds=10)
+
+    with pytest.raises(quotas.QuotaExceeded) as refused:
+        services.run_rerun(run=first)
+
+    assert (refused.value.quota, refused.value.usage, refused.value.requested) == ("cpu_seconds_per_day", 10, 10)
+    assert services.run_rerun(run=first, wall_seconds=5).wall_seconds == 5
 
 
 def test_runs_that_ended_in_error_do_not_count_against_runs_per_day(make_user, make_run) -> None:

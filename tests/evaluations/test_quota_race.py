@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from evaluations import services, tasks
-from evaluations.models import Profile, Run, Submission
-from evaluations.quotas import QuotaExceeded
+from evaluations.models import Profile, Run, RunStatus, Submission
+from evaluations.quotas import QuotaExceeded, worst_case_cpu_seconds
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,3 +84,23 @@ def test_twenty_parallel_reruns_get_exactly_the_quota_of_five(make_user) -> None
     kinds = Counter(kind for kind, _ in outcomes)
     assert kinds == {"created": QUOTA, "refused": THREADS - QUOTA}, outcomes
     assert Run.objects.filter(submission__owner=user).count() == QUOTA + 1
+
+
+def test_twenty_parallel_submissions_never_reserve_more_cpu_time_than_the_daily_quota(make_user, make_run) -> None:
+    # 12.5 CPU seconds used today, 50 a day: room for three more runs of 10 s at their worst case.
+    user = make_user(quotas={"cpu_seconds_per_day": 50, "concurrent_runs": 1000, "runs_per_day": 1000})
+    make_run(user, status=RunStatus.SUCCEEDED, cpu_seconds=12.5)
+
+    outcomes = race(
+        user.pk,
+        lambda owner, i: services.submission_create(owner=owner, name=f"racer {i}", code="print(1)\n", wall_seconds=10),
+    )
+
+    kinds = Counter(kind for kind, _ in outcomes)
+    assert kinds == {"created": 3, "refused": THREADS - 3}, outcomes
+    active = Run.objects.filter(submission__owner=user, status=RunStatus.QUEUED)
+    worst_case = 12.5 + sum(worst_case_cpu_seconds(run.wall_seconds) for run in active)
+    assert worst_case <= 50
+    for kind, exc in outcomes:
+        if kind == "refused":
+            assert (exc.quota, exc.usage, exc.reserved, exc.requested) == ("cpu_seconds_per_day", 42.5, 30, 10)

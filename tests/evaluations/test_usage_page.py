@@ -42,6 +42,19 @@ def test_the_usage_page_shows_todays_usage_against_each_quota(make_user, make_ru
     assert "64.0\xa0KB per stream" in html  # the output cap: the quota, under the site's 1 MiB
 
 
+def test_the_cpu_time_held_by_runs_in_flight_is_shown(make_user, make_run) -> None:
+    user = make_user(quotas={"cpu_seconds_per_day": 100})
+    make_run(user, status=RunStatus.RUNNING, wall_seconds=30)
+    make_run(user, status=RunStatus.QUEUED, wall_seconds=7.5)
+    browser = Client()
+    browser.force_login(user)
+
+    html = browser.get("/usage/").content.decode()
+
+    assert re.search(r'id="cpu-reserved">[^<]*hold 37.5 CPU s besides', html)
+    assert '<td class="used">0</td>' in row(html, "cpu_seconds_per_day")  # nothing has finished
+
+
 def test_a_used_up_quota_is_shown_full(make_user, make_run) -> None:
     user = make_user(quotas={"runs_per_day": 1})
     make_run(user, status=RunStatus.SUCCEEDED)
