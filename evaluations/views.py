@@ -17,6 +17,15 @@ from evaluations.permissions import allowed, require
 from evaluations.uploads import UploadedSource, argv_from_text, read_upload
 
 
+def id_from_form(text: str) -> int | None:
+    """A row id from a form field, or None. ASCII digits only: str.isdigit() also accepts "²",
+    which int() refuses; and at most 18 of them, so int() neither meets Python's limit on digits
+    nor makes a number too large for a bigint."""
+    if text.isascii() and text.isdecimal() and len(text) <= 18:
+        return int(text)
+    return None
+
+
 @login_required
 def run_list(request):
     runs = selectors.run_list_visible(user=request.user)[:200]
@@ -70,9 +79,9 @@ def submission_share(request, submission_id: int):
     else:
         messages.success(request, "No longer shared: only you (and reviewers and admins) can see its runs.")
     # Back to the run page the form was on, if it is a run of this submission.
-    back = request.POST.get("run", "")
-    if back.isdigit() and run.submission.runs.filter(pk=int(back)).exists():
-        return redirect("run-detail", run_id=int(back))
+    back = id_from_form(request.POST.get("run", ""))
+    if back is not None and run.submission.runs.filter(pk=back).exists():
+        return redirect("run-detail", run_id=back)
     return redirect("run-detail", run_id=run.pk)
 
 

@@ -121,6 +121,16 @@ def test_the_form_returns_to_the_latest_run_when_told_of_no_run_of_this_submissi
     assert response["Location"] == f"/runs/{run.pk}/"
 
 
+@pytest.mark.parametrize("back", ["²", "١٢", "1" * 5000, "-1", " 1", ""])
+def test_a_run_field_that_is_not_a_plain_number_returns_to_the_latest_run(owner, run, back) -> None:
+    # "²" passes str.isdigit() but not int(); 5000 digits pass isdigit() but not int()'s limit.
+    form = {"shared_with_team": "true", "run": back}
+    response = browser(owner).post(f"/submissions/{run.submission_id}/share/", form)
+
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert shared(run)
+
+
 def test_the_api_answers_with_the_submission(owner, run) -> None:
     response = api(owner).patch(f"/api/v1/submissions/{run.submission_id}/", {"shared_with_team": True}, format="json")
 
