@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
@@ -25,6 +26,9 @@ MAX_KEY_CHARS = 200  # anything longer is not one of ours; no need to hash it
 # last_used_at is updated at most this often, so a busy script does not cost a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 NAME_MAX_CHARS = 100
+# Live (unrevoked) tokens one user may hold. The rate limits count per user as well as per token,
+# but a cap keeps the token list something a person can still review.
+MAX_LIVE_TOKENS = 20
 
 
 class TokenRejected(Exception):
@@ -48,8 +52,19 @@ def name_clean(name: str | None) -> str:
 
 @transaction.atomic
 def token_create(*, user, name: str | None, ip: str | None = None) -> tuple[ApiToken, str]:
-    """A new token for `user`: the row, and the key — which exists only in this return value."""
+    """A new token for `user`: the row, and the key — which exists only in this return value.
+    ValidationError (on "name") once the user has MAX_LIVE_TOKENS live ones."""
     clean = name_clean(name)
+    # The user's row locked, so two creations at once cannot both see room for one more.
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).count()
+    if live >= MAX_LIVE_TOKENS:
+        raise ValidationError(
+            {
+                "name": f"you already have {live} live API tokens, the most one user may have; "
+                "revoke one you no longer use on your profile page, then create this one"
+            }
+        )
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=clean, prefix=key[:PREFIX_CHARS], key_hash=key_hash(key))
     audit.audit_record(

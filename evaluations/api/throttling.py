@@ -1,5 +1,6 @@
-"""API rate limits: per token (per user for browser sessions), counted in the shared cache (Redis),
-so every web process sees the same counts. A fixed window per period with an atomic increment:
+"""API rate limits: per token, and per user over all of their tokens and browser sessions (else
+each new token would bring a fresh allowance), counted in the shared cache (Redis), so every web
+process sees the same counts. A fixed window per period with an atomic increment:
 DRF's stock throttle reads, appends and writes back a list, which loses counts under concurrency.
 
 Rates are read from settings on every request (CRUCIBLE_API_RATE, CRUCIBLE_API_WRITE_RATE), not
@@ -37,29 +38,43 @@ class _WindowThrottle(SimpleRateThrottle):
             ident = f"ip-{client_ip(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
+    def get_cache_keys(self, request, view) -> list[str]:
+        """The buckets a request counts in: its own (token, session user or address) and, for a
+        token, its user's too, which the user's other tokens and sessions fill as well."""
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return []
+        keys = [key]
+        if isinstance(request.auth, ApiToken):
+            keys.append(self.cache_format % {"scope": self.scope, "ident": f"user-{request.auth.user_id}"})
+        return keys
+
     def allow_request(self, request, view) -> bool:
         if self.rate is None:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
+        keys = self.get_cache_keys(request, view)
+        if not keys:
             return True
         now = self.timer()
         window = int(now // self.duration)
         self.until_next_window = (window + 1) * self.duration - now
-        key = f"{key}:{window}"
         try:
-            self.cache.add(key, 0, timeout=self.duration + 1)
-            try:
-                count = self.cache.incr(key)
-            except ValueError:  # expired between add and incr
-                self.cache.set(key, 1, timeout=self.duration + 1)
-                count = 1
+            # Every bucket counts the request, refused or not, as a single bucket always did.
+            counts = [self._count(f"{key}:{window}") for key in keys]
         except (RedisError, OSError) as exc:
             # A limiter that is down must not take the API down with it (the broker on the same
             # Redis will be the louder failure).
             logger.warning("rate limiting skipped: the cache is unavailable (%s)", exc)
             return True
-        return count <= self.num_requests
+        return max(counts) <= self.num_requests
+
+    def _count(self, key: str) -> int:
+        self.cache.add(key, 0, timeout=self.duration + 1)
+        try:
+            return self.cache.incr(key)
+        except ValueError:  # expired between add and incr
+            self.cache.set(key, 1, timeout=self.duration + 1)
+            return 1
 
     def wait(self) -> float | None:
         return getattr(self, "until_next_window", None)
@@ -88,8 +103,9 @@ def throttled_message() -> str:
     """What a 429 says (DRF appends when to retry; Retry-After has it in seconds)."""
     return (
         "Too many requests: the API allows "
-        f"{_describe(settings.CRUCIBLE_API_RATE)} per token (or per user for browser sessions), "
-        f"of which {_describe(settings.CRUCIBLE_API_WRITE_RATE)} may be submissions, re-runs or cancels. "
+        f"{_describe(settings.CRUCIBLE_API_RATE)} per token, and as many per user over all of their tokens "
+        f"and browser sessions together, of which {_describe(settings.CRUCIBLE_API_WRITE_RATE)} may be "
+        "submissions, re-runs or cancels. "
         "Wait for the time in the Retry-After header."
     )
 

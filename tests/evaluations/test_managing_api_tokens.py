@@ -87,6 +87,32 @@ def test_a_token_needs_a_short_name(client, user, name) -> None:
     assert not ApiToken.objects.filter(user=user).exists()
 
 
+def test_a_user_may_hold_at_most_twenty_live_tokens(client, user) -> None:
+    for i in range(tokens.MAX_LIVE_TOKENS):
+        tokens.token_create(user=user, name=f"t{i}")
+    audited = AuditEvent.objects.count()
+
+    response = client.post("/profile/tokens/", {"name": "one too many"})
+
+    assert tokens.MAX_LIVE_TOKENS == 20
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'class="error"' in html and "you already have 20 live API tokens" in html
+    assert "revoke one you no longer use" in html
+    assert ApiToken.objects.filter(user=user).count() == 20
+    assert AuditEvent.objects.count() == audited  # a refusal is not an event
+
+
+def test_revoking_a_token_makes_room_for_a_new_one(client, user) -> None:
+    made = [tokens.token_create(user=user, name=f"t{i}")[0] for i in range(tokens.MAX_LIVE_TOKENS)]
+    tokens.token_revoke(token=made[0])
+
+    response = client.post("/profile/tokens/", {"name": "replacement"})
+
+    assert response.status_code == 200
+    assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == 20
+
+
 def test_the_profile_lists_only_my_own_tokens(client, user, other_user, make_token) -> None:
     mine = make_token(user, "my-ci")
     theirs = make_token(other_user, "their-ci")

@@ -1,5 +1,6 @@
-"""API rate limits: per token (per user for browser sessions), a lower limit for writes, a clear 429
-with Retry-After, counted in Redis so that every web process shares the counts."""
+"""API rate limits: per token and per user (all of a user's tokens and browser sessions together), a
+lower limit for writes, a clear 429 with Retry-After, counted in Redis so that every web process
+shares the counts."""
 
 from __future__ import annotations
 
@@ -73,12 +74,37 @@ def test_the_next_window_lets_the_caller_in_again(settings, clock, token) -> Non
     assert client.get(RUNS).status_code == 200
 
 
-def test_each_token_has_its_own_count(settings, clock, user, make_token) -> None:
+def test_a_users_tokens_share_one_count_so_more_tokens_do_not_mean_more_requests(
+    settings, clock, user, other_user, make_token
+) -> None:
     settings.CRUCIBLE_API_RATE = "2/min"
     first, second = api(make_token(user, "a").key), api(make_token(user, "b").key)
 
-    assert [first.get(RUNS).status_code for _ in range(3)] == [200, 200, 429]
-    assert second.get(RUNS).status_code == 200
+    assert [first.get(RUNS).status_code for _ in range(2)] == [200, 200]
+    refused = second.get(RUNS)  # a fresh token's own count is 1, but its user's is 3
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "50"
+    assert "as many per user over all of their tokens and browser sessions" in refused.json()["detail"]
+    assert api(make_token(other_user, "c").key).get(RUNS).status_code == 200  # someone else's count
+
+
+def test_a_users_tokens_and_browser_sessions_share_one_count(settings, clock, user, make_token) -> None:
+    settings.CRUCIBLE_API_RATE = "2/min"
+    browser = Client()
+    browser.force_login(user)
+
+    assert [browser.get(RUNS).status_code for _ in range(2)] == [200, 200]
+    assert api(make_token(user).key).get(RUNS).status_code == 429
+
+
+def test_a_users_tokens_share_one_count_of_writes(settings, clock, user, make_token, counts) -> None:
+    settings.CRUCIBLE_API_WRITE_RATE = "1/min"
+    first, second = api(make_token(user, "a").key), api(make_token(user, "b").key)
+
+    assert first.post(SUBMIT, {"code": "print(1)"}, format="json").status_code == 201
+    assert second.post(SUBMIT, {"code": "print(1)"}, format="json").status_code == 429
+    assert counts() == (1, 1)
 
 
 def test_browser_sessions_are_counted_per_user(settings, clock, user, other_user) -> None:
@@ -124,6 +150,7 @@ def test_the_counts_live_in_redis_where_every_process_sees_them(settings, clock,
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
     keys = [k.decode() for k in client.scan_iter(match=f"{cache_of_its_own}:*")]
     assert any(f"throttle_api_token-{token.row.pk}:" in k for k in keys), keys
+    assert any(f"throttle_api_user-{token.user.pk}:" in k for k in keys), keys
     key = next(k for k in keys if f"throttle_api_token-{token.row.pk}:" in k)
     # Another web process counting 4 more requests in the same window: this one is then refused.
     client.incrby(key, 4)
