@@ -80,6 +80,13 @@ def code_validate(code: str, *, field: str = "code", ceiling: Ceiling | None = N
         raise ValidationError({field: "contains a NUL byte; Python source cannot"})
 
 
+def archive_size_validate(archive: bytes | memoryview, *, ceiling: Ceiling) -> None:
+    if len(archive) > ceiling.value:
+        raise ValidationError(
+            {"file": f"is {len(archive)} bytes; the limit for a project is {int(ceiling.value)} bytes{ceiling.why()}"}
+        )
+
+
 def name_clean(name: str | None) -> str:
     name = (name or "").strip() or "untitled"
     if len(name) > 200:
@@ -168,13 +175,7 @@ def submission_create(
     quotas = quotas_for(owner)
     ceilings = run_ceilings(quotas)
     if archive is not None:
-        if len(archive) > ceilings.archive_bytes.value:
-            raise ValidationError(
-                {
-                    "file": f"is {len(archive)} bytes; the limit for a project is "
-                    f"{int(ceilings.archive_bytes.value)} bytes{ceilings.archive_bytes.why()}"
-                }
-            )
+        archive_size_validate(archive, ceiling=ceilings.archive_bytes)
         entry = entrypoint_clean(entrypoint)
         files = project_files(archive=archive, archive_name=archive_name, entrypoint=entry)
         try:
@@ -361,6 +362,13 @@ def run_rerun(
     go to the audit log."""
     owner = run.submission.owner
     quotas = quotas_for(owner)
+    # The code is checked against the owner's upload quota as it is now, like the limits below.
+    ceilings = run_ceilings(quotas)
+    submission = run.submission
+    if submission.archive is not None:
+        archive_size_validate(submission.archive, ceiling=ceilings.archive_bytes)
+    else:
+        code_validate(submission.code, ceiling=ceilings.code_bytes)
     limits = limits_build(
         wall_seconds=run.wall_seconds if wall_seconds is None else wall_seconds,
         memory_mb=run.memory_bytes // MiB if memory_mb is None else memory_mb,

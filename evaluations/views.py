@@ -107,9 +107,9 @@ def run_rerun(request, run_id: int):
     except quotas.QuotaExceeded as exc:
         messages.error(request, f"Not re-run: {exc.message}")
         return redirect("run-detail", run_id=run.pk)
-    except ValidationError as exc:  # e.g. its limits are above what the owner's quota now allows
+    except ValidationError as exc:  # its limits or its code are above what the owner's quota now allows
         problems = "; ".join(f"{field} {' '.join(text)}" for field, text in exc.message_dict.items())
-        messages.error(request, f"Not re-run: {problems}. Submit it again with other limits.")
+        messages.error(request, f"Not re-run: {problems}. Submit it again within the current limits.")
         return redirect("run-detail", run_id=run.pk)
     return redirect("run-detail", run_id=new_run.pk)
 

@@ -237,6 +237,38 @@ def test_a_rerun_above_a_since_lowered_maximum_says_so_on_the_page(make_user) ->
     assert Run.objects.count() == 1
 
 
+def test_a_rerun_of_code_above_a_since_lowered_upload_quota_is_refused(make_user) -> None:
+    user = make_user(quotas={"max_upload_bytes": 4096})
+    run = submit(user, code="print(1)\n" + "#" * 3000)
+    QuotaOverride.objects.filter(user=user).update(max_upload_bytes=1024)
+
+    response = api_as(user).post(f"/api/v1/submissions/{run.submission_id}/runs/", {}, format="json")
+    page = browser_as(user).post(f"/runs/{run.pk}/rerun/", follow=True).content.decode()
+
+    assert response.status_code == 400
+    assert response.json() == {"code": ["is 3009 bytes; the limit is 1024 bytes (your quota)"]}
+    assert "Not re-run: code is 3009 bytes; the limit is 1024 bytes (your quota)" in page
+    assert Run.objects.count() == 1
+
+
+def test_a_rerun_of_a_project_above_a_since_lowered_upload_quota_is_refused(make_user) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("main.py", "print('x')\n" + "#" * 4000)
+    data = buffer.getvalue()
+    user = make_user(quotas={"max_upload_bytes": len(data)})
+    run = services.submission_create(owner=user, name="p", archive=data, archive_name="p.zip")
+    QuotaOverride.objects.filter(user=user).update(max_upload_bytes=len(data) - 1)
+
+    with pytest.raises(ValidationError) as refused:
+        services.run_rerun(run=Run.objects.get(pk=run.pk))  # the archive as the database returns it
+
+    assert refused.value.message_dict == {
+        "file": [f"is {len(data)} bytes; the limit for a project is {len(data) - 1} bytes (your quota)"]
+    }
+    assert Run.objects.count() == 1
+
+
 def test_a_rerun_under_quota_gets_the_owners_current_output_cap(make_user, settings) -> None:
     settings.CRUCIBLE_OUTPUT_LIMIT_BYTES = 1 * MiB
     user = make_user(quotas={"runs_per_day": 2, "max_output_bytes": 8192})
