@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 import sandbox
@@ -131,16 +132,50 @@ class Profile(models.Model):
         return f"{self.user} ({self.role})"
 
 
+MiB = 1024 * 1024
+# Smaller than this holds no useful program; the sandbox has no limit of its own for the upload.
+MIN_UPLOAD_BYTES = 1024
+
+
+def _sandbox_range(limit: str, *, what: str, unit: str, scale: int = 1) -> list:
+    """Validators for a per-run quota: within what the sandbox accepts for `limit` (sandbox.LIMIT_SPECS),
+    or every run under the quota would be refused with an error about the sandbox."""
+    spec = sandbox.LIMIT_SPECS[limit]
+    if spec.integer:
+        low, high = spec.minimum // scale, spec.maximum // scale
+    else:
+        low, high = spec.minimum / scale, spec.maximum / scale
+    return [
+        MinValueValidator(low, f"Must be at least {low} {unit}: the sandbox's minimum for {what}."),
+        MaxValueValidator(high, f"Must be at most {high} {unit}: the sandbox's maximum for {what}."),
+    ]
+
+
 class QuotaFields(models.Model):
-    """The quotas; per role in QuotaPolicy, overridable per user in QuotaOverride (NULL = the role's)."""
+    """The quotas; per role in QuotaPolicy, overridable per user in QuotaOverride (NULL = the role's).
+    Per-run quotas must lie within what the sandbox accepts: below its minimum no run could start."""
 
     concurrent_runs = models.PositiveIntegerField(null=True, blank=True)
     runs_per_day = models.PositiveIntegerField(null=True, blank=True)
-    cpu_seconds_per_day = models.FloatField(null=True, blank=True)
-    max_wall_seconds = models.FloatField(null=True, blank=True)
-    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
-    max_output_bytes = models.PositiveBigIntegerField(null=True, blank=True)
-    max_upload_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    cpu_seconds_per_day = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0, "Must not be negative (0 lets no run start).")]
+    )
+    max_wall_seconds = models.FloatField(
+        null=True, blank=True, validators=_sandbox_range("wall_seconds", what="wall time", unit="s")
+    )
+    max_memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, validators=_sandbox_range("memory_bytes", what="memory", unit="MiB", scale=MiB)
+    )
+    max_output_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=_sandbox_range("stdout_bytes", what="output per stream", unit="bytes")
+    )
+    max_upload_bytes = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(MIN_UPLOAD_BYTES, f"Must be at least {MIN_UPLOAD_BYTES} bytes: less holds no program.")
+        ],
+    )
 
     QUOTA_NAMES = (
         "concurrent_runs",

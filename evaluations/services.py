@@ -23,8 +23,9 @@ from sandbox.archive import unpack_archive
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-MIN_MEMORY_MB = 32
-MIN_WALL_SECONDS = 0.1
+# The smallest limits the sandbox accepts (the quota fields are validated against the same specs).
+MIN_MEMORY_MB = sandbox.LIMIT_SPECS["memory_bytes"].minimum // MiB
+MIN_WALL_SECONDS = sandbox.LIMIT_SPECS["wall_seconds"].minimum
 # How long past its wall limit a run may stay "running" before it is declared lost.
 LOST_RUN_GRACE_SECONDS = 120
 # How many waiting runs are told their new queue position when the queue moves.

@@ -410,6 +410,52 @@ def test_changing_a_roles_quotas_is_audited(admin_client, admin_user) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("cpu_seconds_per_day", "-5", "Must not be negative (0 lets no run start)."),
+        ("max_wall_seconds", "0.05", "Must be at least 0.1 s: the sandbox&#x27;s minimum for wall time."),
+        ("max_wall_seconds", "601", "Must be at most 600.0 s: the sandbox&#x27;s maximum for wall time."),
+        ("max_memory_mb", "16", "Must be at least 32 MiB: the sandbox&#x27;s minimum for memory."),
+        ("max_memory_mb", "9000", "Must be at most 8192 MiB: the sandbox&#x27;s maximum for memory."),
+        ("max_output_bytes", "0", "Must be at least 1024 bytes: the sandbox&#x27;s minimum for output per stream."),
+        ("max_upload_bytes", "0", "Must be at least 1024 bytes: less holds no program."),
+    ],
+)
+def test_a_quota_outside_what_the_sandbox_accepts_is_refused_on_the_form(admin_client, field, value, message) -> None:
+    policy = QuotaPolicy.objects.get(role=Role.RESEARCHER)
+    url = f"/admin/evaluations/quotapolicy/{policy.pk}/change/"
+    before = QuotaPolicy.objects.filter(pk=policy.pk).values().get()
+
+    data = form_data(admin_client.get(url))
+    data[field] = value
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert QuotaPolicy.objects.filter(pk=policy.pk).values().get() == before
+    assert not events(audit.QUOTA_CHANGE)
+
+
+def test_a_users_quota_override_outside_the_sandboxs_limits_is_refused(admin_client, make_user) -> None:
+    user = make_user("quotaed", quotas=None)
+
+    response = admin_client.post("/admin/evaluations/quotaoverride/add/", {"user": user.pk, "max_memory_mb": "8"})
+
+    assert response.status_code == 200
+    assert "Must be at least 32 MiB" in response.content.decode()
+    assert not QuotaOverride.objects.filter(user=user).exists()
+
+
+def test_every_seeded_quota_policy_is_within_the_sandboxs_limits(db) -> None:
+    # 0004 seeded zeros for reviewers, which 0006 moved to the minimums: every policy can be saved.
+    for policy in QuotaPolicy.objects.all():
+        policy.full_clean()
+    reviewer = QuotaPolicy.objects.get(role=Role.REVIEWER)
+    assert (reviewer.max_wall_seconds, reviewer.max_memory_mb, reviewer.max_output_bytes) == (0.1, 32, 1024)
+    assert (reviewer.concurrent_runs, reviewer.runs_per_day) == (0, 0)  # still: reviewers run nothing
+
+
 def test_roles_quota_policies_cannot_be_added_or_deleted(admin_client) -> None:
     policy = QuotaPolicy.objects.get(role=Role.RESEARCHER)
 
