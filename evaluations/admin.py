@@ -337,6 +337,11 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)
     list_select_related = ("user",)
 
+    def get_readonly_fields(self, request, obj=None):
+        # Moving an override to another user would be two changes (one loses it, one gains it)
+        # audited as one under the new name: delete it and add one for the other user instead.
+        return ("user",) if obj is not None else ()
+
     def save_model(self, request, obj, form, change) -> None:
         changes = _quota_changes(form, QuotaFields.QUOTA_NAMES)
         obj.save()

@@ -447,6 +447,25 @@ def test_a_users_quota_override_outside_the_sandboxs_limits_is_refused(admin_cli
     assert not QuotaOverride.objects.filter(user=user).exists()
 
 
+def test_an_overrides_user_cannot_be_changed_once_it_exists(admin_client, make_user) -> None:
+    first, second = make_user("first", quotas={"concurrent_runs": 3}), make_user("second", quotas=None)
+    override = QuotaOverride.objects.get(user=first)
+    url = f"/admin/evaluations/quotaoverride/{override.pk}/change/"
+    page = admin_client.get(url)
+    assert "user" not in page.context["adminform"].form.fields
+
+    data = form_data(page)
+    data["user"] = str(second.pk)
+    data["concurrent_runs"] = "4"
+    assert admin_client.post(url, data).status_code == 302
+
+    override.refresh_from_db()
+    assert override.user == first and override.concurrent_runs == 4
+    assert not QuotaOverride.objects.filter(user=second).exists()
+    assert [e.target for e in events(audit.QUOTA_CHANGE)] == ["user:first"]
+    assert "user" in admin_client.get("/admin/evaluations/quotaoverride/add/").context["adminform"].form.fields
+
+
 def test_every_seeded_quota_policy_is_within_the_sandboxs_limits(db) -> None:
     # 0004 seeded zeros for reviewers, which 0006 moved to the minimums: every policy can be saved.
     for policy in QuotaPolicy.objects.all():
