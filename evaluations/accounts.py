@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import LogoutView as DjangoLogoutView
 from django.contrib.auth.views import PasswordResetConfirmView
+from django.db import IntegrityError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
@@ -33,12 +34,29 @@ def signup(request):
         return redirect("run-list")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = services.user_create(
-            actor=None, user=form.save(commit=False), role=Role.RESEARCHER, request=request, via="signup"
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("run-list")
+        try:
+            user = services.user_create(
+                actor=None, user=form.save(commit=False), role=Role.RESEARCHER, request=request, via="signup"
+            )
+        except IntegrityError:
+            # Someone took the name between the form's check and our insert (two sign-ups at once).
+            if not username_taken(form.cleaned_data["username"]):
+                raise
+            form.add_error("username", username_taken_message())
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("run-list")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def username_taken(username: str) -> bool:
+    return get_user_model().objects.filter(username=username).exists()
+
+
+def username_taken_message() -> str:
+    """The message the sign-up and user admin forms give for a taken username, word for word."""
+    model = get_user_model()
+    return model._meta.get_field(model.USERNAME_FIELD).error_messages["unique"]
 
 
 class RulePerms(dict):

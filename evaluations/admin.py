@@ -13,13 +13,14 @@ from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from evaluations import audit, selectors, services
+from evaluations.accounts import username_taken
 from evaluations.models import (
     Profile,
     QuotaFields,
@@ -140,6 +141,17 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "profile__role", "profile__team")
     list_select_related = ("profile", "profile__team")
     actions = ["deactivate_users", "activate_users", "make_set_password_links"]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except IntegrityError:
+            # The username was taken between the form's check and the insert (two admins, or an
+            # admin and a sign-up, at once); everything was rolled back. Shown again, the form
+            # finds the name taken and says so, as it would have a moment later.
+            if request.method != "POST" or not username_taken(request.POST.get("username", "")):
+                raise
+            return super().add_view(request, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         readonly = ["is_staff", "is_superuser", "last_login", "date_joined"]

@@ -6,6 +6,7 @@ the admin."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -182,6 +183,41 @@ def test_creating_a_user_with_a_password(admin_client) -> None:
     assert user.profile.role == Role.RESEARCHER
     assert events(audit.USER_CREATE, "user:withpass")[0].data["can_log_in"] is True
     assert not events(audit.ROLE_CHANGE, "user:withpass")  # researcher is what it was made with
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_username_taken_at_the_same_moment_is_a_form_error_on_the_add_page(admin_client, monkeypatch) -> None:
+    from django.db import connection
+
+    from evaluations.admin import UserCreationWithEmailForm
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite's IMMEDIATE transaction holds the write lock from the form's check to the save")
+    validate = UserCreationWithEmailForm._post_clean  # the form's last check, the uniqueness one included
+    raced: list = []
+
+    def other_admin() -> None:  # its own connection, committed before this request inserts
+        try:
+            raced.append(User.objects.create(username="twin", email="first@example.invalid"))
+        finally:
+            connection.close()
+
+    def validate_then_lose_the_race(self):
+        validate(self)
+        if not raced:
+            thread = threading.Thread(target=other_admin)
+            thread.start()
+            thread.join(timeout=30)
+
+    monkeypatch.setattr(UserCreationWithEmailForm, "_post_clean", validate_then_lose_the_race)
+
+    response = admin_client.post("/admin/auth/user/add/", new_user_form("twin", usable_password="false"))
+
+    assert response.status_code == 200
+    assert "A user with that username already exists." in response.content.decode()
+    assert raced and User.objects.get(username="twin").email == "first@example.invalid"
+    assert not Profile.objects.filter(user__username="twin").exists()
+    assert not events(audit.USER_CREATE, "user:twin")
 
 
 def test_making_someone_an_admin_gives_them_the_admin_and_taking_it_away_removes_it(

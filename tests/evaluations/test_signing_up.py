@@ -106,5 +106,28 @@ def test_a_taken_username_is_refused(signup_open, anonymous_client, make_user) -
     assert "already exists" in response.content.decode()
 
 
+def test_a_username_taken_by_a_sign_up_at_the_same_moment_is_a_form_error(
+    signup_open, anonymous_client, monkeypatch
+) -> None:
+    from evaluations.accounts import SignupForm
+
+    validate = SignupForm._post_clean  # the form's last check, the uniqueness one included
+
+    def validate_then_lose_the_race(self):
+        validate(self)
+        # The other sign-up's insert, after this form found the name free and before it saves.
+        User.objects.create(username=self.cleaned_data["username"], email="first@example.invalid")
+
+    monkeypatch.setattr(SignupForm, "_post_clean", validate_then_lose_the_race)
+
+    response = anonymous_client.post("/signup/", form())
+
+    assert response.status_code == 400
+    assert "A user with that username already exists." in response.content.decode()
+    assert User.objects.get(username="newcomer").email == "first@example.invalid"  # the first one's
+    assert not AuditEvent.objects.filter(action=audit.USER_CREATE).exists()
+    assert "_auth_user_id" not in anonymous_client.session
+
+
 def test_someone_logged_in_is_sent_to_their_runs(signup_open, client) -> None:
     assert client.get("/signup/")["Location"] == "/runs/"
