@@ -34,6 +34,7 @@ POLL_SECONDS = 0.05
 METRICS_EVERY = 0.5
 KILL_GRACE_SECONDS = 0.5
 DRAIN_SECONDS = 1.0
+CLOSED_PIPES_FIRST_WAIT = 0.001
 
 
 class OutputPump:
@@ -92,6 +93,7 @@ class OutputPump:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ, stream)
         next_metrics = self.started + METRICS_EVERY
+        closed_wait = CLOSED_PIPES_FIRST_WAIT
         try:
             while True:
                 now = time.monotonic()
@@ -104,9 +106,12 @@ class OutputPump:
                 if sel.get_map():
                     events = sel.select(timeout=timeout)
                 else:
-                    # Both pipes are closed but the process lives on (e.g. it closed its own
-                    # stdout): wait as select would have, instead of spinning on exited().
-                    time.sleep(timeout)
+                    # Both pipes are closed but the process has not exited. Usually it is exiting
+                    # this very moment (its pipes close before its exit can be reaped), so look
+                    # again soon; if it lives on (it closed its own stdout), back off to `timeout`
+                    # instead of spinning on exited(). (A flat 50 ms wait here cost ~8 ms a run.)
+                    time.sleep(min(timeout, closed_wait))
+                    closed_wait *= 2
                     events = []
                 if not events and self.exited_at is not None:
                     return
