@@ -75,6 +75,8 @@ def run_status_payload(*, run: Run, queue_position: Any = _UNKNOWN) -> dict[str,
         "peak_memory_bytes": run.peak_memory_bytes,
         "run_seconds": run.run_seconds,
         "queue_position": run_queue_position(run=run) if queue_position is _UNKNOWN else queue_position,
+        # Pages count elapsed time on the server's clock, not the browser's (which may be off).
+        "server_time": timezone.now().isoformat(),
     }
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import sandbox
@@ -48,6 +49,7 @@ def run_detail(request, run_id: int):
         "rerun_url": reverse("run-rerun", args=[run.pk]),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "server_time": timezone.now().isoformat(),
         "memory_limit_bytes": run.memory_bytes,
         "cpu_cores": sandbox.Limits.cpu_cores,
     }

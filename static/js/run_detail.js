@@ -9,12 +9,13 @@ import { LogBuffer, STDERR, STDOUT, STREAMS } from "./logbuffer.js";
 import { LogView } from "./logview.js";
 import { MetricsPlots } from "./plots.js";
 import { LiveSocket, websocketUrl } from "./livesocket.js";
-import { TERMINAL, formatSeconds, renderStatus, secondsBetween, showConnection } from "./status.js";
+import { TERMINAL, formatSeconds, noteServerTime, renderStatus, secondsBetween, showConnection } from "./status.js";
 
 const CLOSE_AFTER_TERMINAL_MS = 3000; // the metrics replay follows the status on connect
 const $ = (id) => document.getElementById(id);
 
 const page = JSON.parse($("run-page").textContent);
+noteServerTime(page.server_time);
 const state = {
   status: page.status,
   terminal: Boolean(page.terminal),
@@ -76,6 +77,7 @@ function onOutput({ stream, offset, data }) {
 }
 
 function onStatus(m) {
+  noteServerTime(m.server_time);
   state.status = m.status;
   state.terminal = TERMINAL.has(m.status);
   state.queuedAt = m.queued_at ?? state.queuedAt;

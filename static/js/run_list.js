@@ -5,7 +5,7 @@
 // and the status message does not even carry a run's name.
 
 import { LiveSocket, websocketUrl } from "./livesocket.js";
-import { TERMINAL, formatSeconds, renderStatus, secondsBetween, showConnection } from "./status.js";
+import { TERMINAL, formatSeconds, noteServerTime, renderStatus, secondsBetween, showConnection } from "./status.js";
 
 const REFRESH_DELAY_MS = 300; // a burst of new runs costs one fetch
 let rows = new Map();
@@ -23,6 +23,7 @@ function indexRows() {
 
 function onMessage(m) {
   if (m.type !== "status" || !Number.isInteger(m.id)) return;
+  noteServerTime(m.server_time);
   latest.set(m.id, m);
   const tr = rows.get(m.id);
   if (!tr) {
@@ -94,6 +95,7 @@ const socket = new LiveSocket({
     }
   },
 });
+noteServerTime(document.getElementById("run-table").dataset.serverTime);
 indexRows();
 for (const tr of rows.values()) showRunTime(tr);
 window.crucibleRuns = { get rows() { return rows; }, socket, refresh };

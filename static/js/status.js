@@ -30,11 +30,21 @@ export function formatSeconds(seconds) {
   return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} min`;
 }
 
-// Seconds between two ISO timestamps (the second one defaults to now), or null.
+// The server's clock minus the browser's, in ms. Timestamps come from the server, so "now" must
+// too: a browser clock a minute off would otherwise show a run a minute longer (or 0 s).
+let clockOffsetMs = 0;
+
+// Note the server's time from a page or a status message (`server_time`, ISO 8601).
+export function noteServerTime(iso) {
+  const t = iso ? Date.parse(iso) : NaN;
+  if (!Number.isNaN(t)) clockOffsetMs = t - Date.now();
+}
+
+// Seconds between two ISO timestamps (the second one defaults to the server's now), or null.
 export function secondsBetween(startIso, endIso) {
   if (!startIso) return null;
   const start = Date.parse(startIso);
-  const end = endIso ? Date.parse(endIso) : Date.now();
+  const end = endIso ? Date.parse(endIso) : Date.now() + clockOffsetMs;
   if (Number.isNaN(start) || Number.isNaN(end)) return null;
   return Math.max(0, (end - start) / 1000); // a client clock slightly behind the server's: not negative
 }

@@ -89,6 +89,22 @@ def test_the_first_line_appears_while_the_run_is_still_running(logged_in) -> Non
     assert page.is_hidden("#cancel-form")
 
 
+def test_elapsed_time_is_counted_on_the_servers_clock_when_the_browsers_is_an_hour_ahead(logged_in) -> None:
+    page = logged_in.page
+    page.add_init_script("(() => { const now = Date.now; Date.now = () => now() + 3600 * 1000; })()")
+    submit(logged_in, TICKING.format(n=4, every=1), name="wrong clock")
+
+    wait_for_line(page, "tick 1")
+
+    elapsed = page.inner_text("#elapsed")
+    assert elapsed.endswith(" s (running)") and "min" not in elapsed and " h " not in elapsed, elapsed
+    assert float(elapsed.split()[0]) < 30, elapsed
+    page.goto(logged_in.url("/runs/"))
+    page.wait_for_function("window.crucibleRuns !== undefined")
+    cell = page.inner_text("tr[data-run-id] .time-cell")  # the newest run, still running or just done
+    assert "h" not in cell and "min" not in cell, cell
+
+
 def test_cpu_and_memory_plots_fill_in_while_the_run_runs(logged_in) -> None:
     page = logged_in.page
     busy = "import time\nend = time.time() + 4\nx = []\nwhile time.time() < end:\n    x.append(bytes(1000))\n"
