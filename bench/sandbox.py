@@ -1037,7 +1037,11 @@ def main() -> int:
             }
 
         # targets
-        lat_ratio = latency["engine"]["median_ms"] / latency["runsc"]["median_ms"]
+        # Against `runsc run` alone: a foreground run that ended by itself leaves nothing to delete,
+        # and the engine skips the delete then (sandbox/runsc.py), so the delete is no part of the
+        # work both do. The ratio to run + delete is printed too.
+        lat_ratio = latency["engine"]["median_ms"] / latency["runsc_run_only"]["median_ms"]
+        lat_ratio_with_delete = latency["engine"]["median_ms"] / latency["runsc"]["median_ms"]
         tput_ratio = tput["runsc engine"]["c2"]["runs_per_min"] / tput["raw runsc"]["c2"]["runs_per_min"]
         lat_pass = lat_ratio <= TARGET_LATENCY_RATIO
         tput_pass = tput_ratio >= TARGET_THROUGHPUT_RATIO
@@ -1064,8 +1068,8 @@ def main() -> int:
     # -- report -----------------------------------------------------------------------------------
     rows = [
         ("(a) python3 -c 'print(1)'", latency["python3"]),
-        ("(b) raw runsc run + delete  [baseline]", latency["runsc"]),
-        ("    raw runsc run only", latency["runsc_run_only"]),
+        ("(b) raw runsc run + delete", latency["runsc"]),
+        ("    raw runsc run only  [baseline]", latency["runsc_run_only"]),
         ("(c) runsc engine execute()", latency["engine"]),
         ("    its timings.boot_seconds", latency["engine_boot"]),
         ("    its timings.teardown_seconds", latency["engine_teardown"]),
@@ -1083,7 +1087,8 @@ def main() -> int:
           f"engine {cpu_ms['engine']} (of which this process: {cpu_ms['runsc, this process']}, "
           f"{cpu_ms['engine, this process']})")  # fmt: skip
     verdict = "PASS" if lat_pass else "FAIL"
-    print(f"(c)/(b) at the median: {lat_ratio:.2f}   target <= {TARGET_LATENCY_RATIO:g}: {verdict}")
+    print(f"(c)/(b run only) at the median: {lat_ratio:.2f}   target <= {TARGET_LATENCY_RATIO:g}: {verdict}")
+    print(f"(c)/(b run + delete) at the median: {lat_ratio_with_delete:.2f}")
 
     print()
     print(f"2. trivial runs per minute{'':{width - 25}}  {'c=1':>9} {'c=2':>9}   (median latency at c=2)")
@@ -1168,7 +1173,13 @@ def main() -> int:
             "engine_over_host_wall_median": round(import_ratio, 2),
         },  # fmt: skip
         "targets": {
-            "latency": {"ratio": round(lat_ratio, 3), "max": TARGET_LATENCY_RATIO, "passed": lat_pass},
+            "latency": {
+                "ratio": round(lat_ratio, 3),
+                "baseline": "raw runsc run only",
+                "ratio_to_run_and_delete": round(lat_ratio_with_delete, 3),
+                "max": TARGET_LATENCY_RATIO,
+                "passed": lat_pass,
+            },
             "throughput_c2": {"ratio": round(tput_ratio, 3), "min": TARGET_THROUGHPUT_RATIO, "passed": tput_pass},
         },
         "profile": profile,
