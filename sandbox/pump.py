@@ -83,6 +83,9 @@ class OutputPump:
         self.written = {Stream.STDOUT: 0, Stream.STDERR: 0}
         # Why and when the pump (or the engine, through kill()) stopped the process.
         self.kill_reason: Reason | None = None
+        # The longest wait for output before `tick` and the checks run again; an engine may lower
+        # it for a while (e.g. to notice the sandbox booting sooner).
+        self.poll_seconds = POLL_SECONDS
         self.killed_at: float | None = None
         self.exited_at: float | None = None
 
@@ -102,7 +105,7 @@ class OutputPump:
                 # The run ends when the process exits, not at EOF: drain what is buffered, briefly.
                 if self.exited_at is not None and (not sel.get_map() or now - self.exited_at > DRAIN_SECONDS):
                     return
-                timeout = POLL_SECONDS if self.exited_at is None else 0.01
+                timeout = self.poll_seconds if self.exited_at is None else 0.01
                 if sel.get_map():
                     events = sel.select(timeout=timeout)
                 else:

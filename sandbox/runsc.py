@@ -34,7 +34,7 @@ from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
 from sandbox.process_count import GuestProcesses, control_socket
-from sandbox.pump import OutputPump
+from sandbox.pump import POLL_SECONDS, OutputPump
 from sandbox.verdict import decide
 
 SANDBOX_UID = 65534  # nobody
@@ -42,6 +42,9 @@ SANDBOX_UID = 65534  # nobody
 # a small memory limit would kill the sandbox before user code allocates anything.
 SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
 RUN_PREFIX = "crucible-"
+# While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
+# exact to a few ms (not to the 50 ms poll) and the first process count comes early.
+BOOT_POLL_SECONDS = 0.005
 
 INSTALL_HINT = (
     "runsc (gVisor) is not installed. On Debian 12: add the bookworm-backports suite and "
@@ -281,6 +284,7 @@ class _Run:
             tick=lambda now: self._tick(now, pump),
             started=started,
         )
+        pump.poll_seconds = BOOT_POLL_SECONDS  # until the pid file shows the sandbox is up
         try:
             pump.run()
         finally:
@@ -299,6 +303,7 @@ class _Run:
         if self.booted_at is None and self.pidfile.exists():
             self.booted_at = now
             self.guest.booted(now)
+            pump.poll_seconds = POLL_SECONDS
         self.guest.poll(now, launch=pump.killed_at is None)
 
     def _sample(self, elapsed: float) -> MetricSample:

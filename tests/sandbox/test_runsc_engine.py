@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FIVE_CHILDREN, make_request
@@ -35,6 +36,24 @@ def test_it_reports_runsc_and_its_platform_in_the_result(engine: ExecutionEngine
 
 
 # -- sweep ------------------------------------------------------------------------------------------
+
+
+def test_the_boot_time_is_noted_within_a_few_ms_of_the_sandbox_coming_up(
+    engine: ExecutionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lags: list[float] = []
+    tick = runsc_module._Run._tick
+
+    def noting_tick(run: Any, now: float, pump: Any) -> None:
+        was_booted = run.booted_at is not None
+        tick(run, now, pump)
+        if not was_booted and run.booted_at is not None:
+            lags.append(time.time() - run.pidfile.stat().st_mtime)  # runsc wrote it then
+
+    monkeypatch.setattr(runsc_module._Run, "_tick", noting_tick)
+    for _ in range(3):
+        assert engine.execute(make_request("print(1)")).timings.boot_seconds is not None
+    assert len(lags) == 3 and max(lags) < 0.02, lags  # not the 0-50 ms of the pump's idle poll
 
 
 def fake_leftover(engine: ExecutionEngine, name: str) -> tuple[Path, cgroups.RunCgroup, subprocess.Popen]:
