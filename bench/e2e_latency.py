@@ -25,9 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
+from common import PYTHON3, BenchError, attempt, machine_info, summary  # noqa: E402
 
 from sandbox.contract import ExecRequest  # noqa: E402
 from sandbox.engine import EngineConfig  # noqa: E402
@@ -58,16 +57,7 @@ TERMINAL = {"succeeded", "failed", "cancelled", "error"}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"  # its own database: not `make run`'s 0, not the tests' 14
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 # -- (a) plain python3 -------------------------------------------------------------------------------
-
-
-# The system interpreter, as in the sandbox's rootfs (/usr/bin/python3) — not a PATH shim such as
-# pyenv's, whose bash wrapper alone costs ~200 ms.
-PYTHON3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
 
 
 def sample_python() -> float:
@@ -217,74 +207,6 @@ class CrucibleClient:
             raise BenchError(f"run ended {data['status']}/{data['reason']}: {data['detail']} stdout={data['stdout']!r}")
         self.server.append({"queue_seconds": data["queue_seconds"], "run_seconds": data["run_seconds"]})
         return took
-
-
-def attempt(name: str, sample, failures: list[dict[str, str]], tries: int = 3):
-    """sample(), retried after a failure (each failure is recorded and printed; none is hidden)."""
-    for n in range(1, tries + 1):
-        try:
-            return sample()
-        except BenchError as exc:
-            failures.append({"which": name, "error": str(exc)[:2000]})
-            print(f"  warning: {name} sample failed (try {n} of {tries}): {str(exc)[:300]}", file=sys.stderr)
-            if n == tries:
-                raise
-
-
-# -- statistics and report ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of the samples."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
-    return ordered[int(rank) - 1]
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {
-        "n": len(ms),
-        "min_ms": round(min(ms), 2),
-        "median_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(percentile(ms, 95), 2),
-        "max_ms": round(max(ms), 2),
-    }
-
-
-def machine_info(runsc_version: str, runsc_platform: str) -> dict[str, str | int]:
-    pretty = "unknown"
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                pretty = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    try:
-        debian = Path("/etc/debian_version").read_text().strip()
-    except OSError:
-        debian = ""
-    return {
-        "cpus": os.cpu_count() or 0,
-        "os": pretty + (f" ({debian})" if debian else ""),
-        "kernel": platform.release(),
-        "python3_for_a": PYTHON3,
-        "python3_version": subprocess.run([PYTHON3, "--version"], capture_output=True, text=True).stdout.strip(),
-        "runsc": runsc_version,
-        "runsc_platform": runsc_platform,
-        "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "git": git_describe(),
-    }
-
-
-def git_describe() -> str:
-    """The commit measured, with '+changes' when the work tree differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def main() -> int:

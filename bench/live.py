@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import requests  # noqa: E402
-from e2e_latency import git_describe, machine_info, percentile, prepare_site  # noqa: E402
+from common import BenchError, git_describe, machine_info, percentile  # noqa: E402
+from e2e_latency import prepare_site  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from sandbox.engine import EngineConfig  # noqa: E402
@@ -86,10 +87,6 @@ out.flush()
 """
 
 WARM_UP = "import sys\nsys.stdout.buffer.write(b'w' * (3 * 1024 * 1024))\n"
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 # -- talking to the stack ----------------------------------------------------------------------------

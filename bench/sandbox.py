@@ -32,7 +32,6 @@ import functools
 import itertools
 import json
 import os
-import platform
 import resource
 import select
 import shutil
@@ -56,6 +55,9 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 # This file is bench/sandbox.py: its own directory must not shadow the `sandbox` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO_ROOT))
+
+sys.path.append(str(Path(__file__).resolve().parent))  # last: bench/sandbox.py must not shadow `sandbox`
+from common import PYTHON3, BenchError, attempt, loadavg, machine_info, summary  # noqa: E402
 
 import sandbox.process_count as process_count  # noqa: E402
 import sandbox.runsc as runsc_module  # noqa: E402
@@ -84,35 +86,10 @@ STDLIB_SCRIPT = (
 )
 NUMPY_SCRIPT = STDLIB_SCRIPT.replace(f"import {_IMPORTS}\n", f"import {_IMPORTS}\nimport numpy\n")
 
-# The system interpreter, as in the sandbox's rootfs (/usr/bin/python3) — not a PATH shim.
-PYTHON3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
 # What the sandboxed interpreter gets (minus our sitecustomize), for the native baselines.
+# A sandbox that fails a sample is retried like any other failed sample.
+RETRY_ON = (BenchError, SandboxError)
 NATIVE_ENV = {k: v for k, v in guest_environment(ExecRequest(files={"main.py": b""})).items() if k != "PYTHONPATH"}
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# -- statistics --------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of the samples."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
-    return ordered[int(rank) - 1]
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {
-        "n": len(ms),
-        "min_ms": round(min(ms), 2),
-        "median_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(percentile(ms, 95), 2),
-        "max_ms": round(max(ms), 2),
-    }
 
 
 def cpu_split() -> tuple[float, float]:
@@ -813,59 +790,6 @@ def profile_engine(
 # -- plumbing -----------------------------------------------------------------------------------------
 
 
-def attempt(name: str, sample: Callable[[], Any], failures: list[dict[str, str]], tries: int = 3) -> Any:
-    """sample(), retried after a failure (each failure is recorded and printed; none is hidden)."""
-    for n in range(1, tries + 1):
-        try:
-            return sample()
-        except (BenchError, SandboxError) as exc:
-            failures.append({"which": name, "error": str(exc)[:2000]})
-            print(f"  warning: {name} sample failed (try {n} of {tries}): {str(exc)[:300]}", file=sys.stderr)
-            if n == tries:
-                raise BenchError(str(exc)) from exc
-    raise AssertionError("unreachable")
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def machine_info(engine: RunscEngine) -> dict[str, str | int]:
-    pretty = "unknown"
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                pretty = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    try:
-        debian = Path("/etc/debian_version").read_text().strip()
-    except OSError:
-        debian = ""
-    return {
-        "cpus": os.cpu_count() or 0,
-        "os": pretty + (f" ({debian})" if debian else ""),
-        "kernel": platform.release(),
-        "cgroups": cgroups.layout(),
-        "python3_for_a": PYTHON3,
-        "python3_version": subprocess.run([PYTHON3, "--version"], capture_output=True, text=True).stdout.strip(),
-        "runsc": engine.runtime_version(),
-        "runsc_platform": engine.platform(),
-        "loadavg_at_start": loadavg(),
-        "git": git_describe(),
-    }
-
-
-def git_describe() -> str:
-    """The commit measured, with '+changes' when the work tree differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
-
-
 def remove_cgroup_parent(parent: str) -> None:
     """rmdir the (empty) parent cgroups this run used, in every hierarchy, deepest first."""
     root = cgroups.CGROUP_ROOT
@@ -931,7 +855,7 @@ def main() -> int:
         engine = get_engine("runsc", config)
         assert isinstance(engine, RunscEngine)
         engine.check()
-        info = machine_info(engine)
+        info = machine_info(engine.runtime_version(), engine.platform(), cgroups=cgroups.layout())
         print(
             f"machine: {info['cpus']} CPUs, {info['os']}, kernel {info['kernel']}, cgroups {info['cgroups']}, "
             f"{info['runsc']} ({info['runsc_platform']}), load {info['loadavg_at_start']}",
@@ -955,15 +879,19 @@ def main() -> int:
         with phase(f"1. latency: {args.warmup} warm-up + {args.samples} rounds"):
             for i in range(args.warmup + args.samples):
                 keep = i >= args.warmup
-                a = attempt("python3", sample_python, failures)
+                a = attempt("python3", sample_python, failures, retry_on=RETRY_ON)
                 own0, kids0 = cpu_split()
-                b, b_run = attempt("raw runsc", raws[0].sample, failures)
+                b, b_run = attempt("raw runsc", raws[0].sample, failures, retry_on=RETRY_ON)
                 own1, kids1 = cpu_split()
                 t = time.perf_counter()
-                res = attempt("runsc engine", lambda: engine_sample(engine), failures)
+                res = attempt("runsc engine", lambda: engine_sample(engine), failures, retry_on=RETRY_ON)
                 c = time.perf_counter() - t
                 own2, kids2 = cpu_split()
-                d = timed(lambda: attempt("docker engine", lambda: engine_sample(docker), failures)) if docker else 0
+                d = (
+                    timed(lambda: attempt("docker engine", lambda: engine_sample(docker), failures, retry_on=RETRY_ON))
+                    if docker
+                    else 0
+                )
                 if not keep:
                     continue
                 lat["python3"].append(a)
@@ -1023,7 +951,9 @@ def main() -> int:
                     if label == "stdlib":
                         runs["host python3"] = functools.partial(native_output, script, None)
                     for who, fn in runs.items():
-                        sample = attempt(f"import {label} {who}", functools.partial(import_sample, fn), failures)
+                        sample = attempt(
+                            f"import {label} {who}", functools.partial(import_sample, fn), failures, retry_on=RETRY_ON
+                        )
                         if i > 0:  # the first round warms the page cache
                             imp[label][who].append(sample)
         imports: dict[str, Any] = {}
