@@ -245,14 +245,16 @@ class GuestProcesses:
     def _collect(self) -> None:
         assert self.query is not None
         count = self.query.count()
+        cheap = isinstance(self.query, _SocketQuery)
         if isinstance(self.query, _SocketQuery) and self.query.misunderstood():
             self.socket_path = None  # another runsc: ask `runsc events` for the rest of this run
         self.query = None
         if count is not None:
             self.counts.add(self.launched_at, count)
-        elif not self.counts.samples and self.next_at is not None:
+        elif cheap and not self.counts.samples and self.next_at is not None:
             # Not started yet (the pid file comes before the start) or busy: a short run must still
-            # get a first count, so ask again soon rather than a whole metrics period later.
+            # get a first count, so ask again soon rather than a whole metrics period later. Only
+            # on the socket: a failing `runsc events` every 20 ms would cost a core.
             self.next_at = min(self.next_at, self.launched_at + FIRST_SAMPLE_RETRY)
 
     def _abandon(self) -> None:

@@ -307,3 +307,59 @@ def test_output_reaches_the_callback_within_50_ms_while_processes_are_sampled(ru
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.01, latencies
     assert latencies[-3] < 0.05, latencies
+
+
+# -- how often the guest's process count is asked for -------------------------------------------------
+
+
+def poll_for(guest: process_count.GuestProcesses, seconds: float) -> None:
+    started = time.monotonic()
+    guest.booted(started)
+    while (now := time.monotonic()) - started < seconds:
+        guest.poll(now, launch=True)
+        time.sleep(0.005)  # the pump's boot-time tick
+    guest.finish()
+
+
+def test_a_sandbox_not_answering_yet_is_asked_again_soon_on_its_socket(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    asked = 0
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(tmp_path / "control.sock"))
+    server.listen(16)
+
+    def answer() -> None:
+        nonlocal asked
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                asked += 1
+                conn.sendall(json.dumps({"success": False, "err": "container not started"}).encode())
+
+    threading.Thread(target=answer, daemon=True).start()
+    guest = process_count.GuestProcesses(["/bin/false"], 8, socket_path=tmp_path / "control.sock", container_id="x")
+    poll_for(guest, 0.3)
+    server.close()
+    assert asked >= 5, asked  # every ~20 ms until a first count, not once per 500 ms
+    assert guest.counts.samples == []
+
+
+def test_a_failing_runsc_events_is_not_restarted_every_20_ms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started: list[object] = []
+    real = process_count._CommandQuery
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, command: list[str]) -> None:
+            started.append(command)
+            super().__init__(command)
+
+    monkeypatch.setattr(process_count, "_CommandQuery", Counting)
+    guest = process_count.GuestProcesses(["/bin/false"], 8, socket_path=tmp_path / "missing.sock", container_id="x")
+    poll_for(guest, 0.6)
+    assert 1 <= len(started) <= 2, started  # at boot and a metrics period later
