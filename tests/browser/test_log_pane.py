@@ -141,7 +141,7 @@ def test_100000_lines_keep_the_dom_small_and_the_page_responsive(pane) -> None:
     assert texts(pane)[-1] == "line 99999"  # following the end
 
     pane.evaluate("document.getElementById('log').scrollTop = 0")
-    pane.wait_for_function("document.querySelector('#log .log-row').textContent === 'line 0'")
+    pane.wait_for_function("document.querySelector('#log .log-row')?.textContent === 'line 0'")
 
 
 def test_a_1_mib_line_is_wrapped_into_rows_and_only_visible_ones_are_drawn(pane) -> None:
@@ -171,7 +171,7 @@ def test_a_1_mib_line_is_wrapped_into_rows_and_only_visible_ones_are_drawn(pane)
 
 def test_autoscroll_pauses_when_scrolled_up_and_resumes_at_the_bottom(pane) -> None:
     write(pane, 0, b"".join(b"first %d\n" % i for i in range(200)))
-    pane.wait_for_function("document.querySelector('#log .log-row:last-child').textContent === 'first 199'")
+    pane.wait_for_function("document.querySelector('#log .log-row:last-child')?.textContent === 'first 199'")
     assert pane.is_hidden("#jump-to-bottom")
 
     pane.hover("#log")
@@ -187,7 +187,7 @@ def test_autoscroll_pauses_when_scrolled_up_and_resumes_at_the_bottom(pane) -> N
     assert texts(pane)[-1] == "second 199"
     assert pane.is_hidden("#jump-to-bottom")
     write(pane, 0, b"third\n")
-    pane.wait_for_function("document.querySelector('#log .log-row:last-child').textContent === 'third'")
+    pane.wait_for_function("document.querySelector('#log .log-row:last-child')?.textContent === 'third'")
 
 
 def test_new_output_does_not_clear_a_selection_in_a_paused_log(pane) -> None:

@@ -243,10 +243,10 @@ def test_100000_lines_render_and_the_page_stays_responsive(logged_in) -> None:
     assert measured["round_trip_ms"] < 1000
     assert measured["log_nodes"] < 300
     assert measured["longest_task_ms"] < 1000
-    page.wait_for_function("document.querySelector('#log .log-row:last-child').textContent === '99999'")
+    page.wait_for_function("document.querySelector('#log .log-row:last-child')?.textContent === '99999'")
 
     page.evaluate("document.getElementById('log').scrollTop = 0")
-    page.wait_for_function("document.querySelector('#log .log-row').textContent === '0'")
+    page.wait_for_function("document.querySelector('#log .log-row')?.textContent === '0'")
     assert page.is_visible("#jump-to-bottom")
 
     # A late joiner: the whole log replayed over the websocket into a fresh page.
