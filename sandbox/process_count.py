@@ -82,6 +82,7 @@ class _SocketQuery:
     def __init__(self, path: Path, container_id: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self.reply = b""
+        self.parsed: object = None  # the reply, once it is one whole JSON value
         try:
             _connect(self.sock, path)
             # urpc (gvisor/pkg/urpc): one JSON object each way over the stream.
@@ -94,8 +95,12 @@ class _SocketQuery:
         try:
             while chunk := self.sock.recv(65536):
                 self.reply += chunk
-                if self._parsed() is not None or len(self.reply) > MAX_REPLY_BYTES:
+                try:
+                    self.parsed = json.loads(self.reply)
                     return True
+                except ValueError:
+                    if len(self.reply) > MAX_REPLY_BYTES:
+                        return True
             return True  # closed by the sandbox: it has gone
         except BlockingIOError:
             return False
@@ -104,7 +109,7 @@ class _SocketQuery:
 
     def count(self) -> int | None:
         self.close()
-        reply = self._parsed()
+        reply = self.parsed
         if not isinstance(reply, dict) or reply.get("success") is not True:
             return None
         return _pids_current((reply.get("result") or {}).get("event"))
@@ -112,7 +117,7 @@ class _SocketQuery:
     def misunderstood(self) -> bool:
         """The sandbox answered, but not as this protocol expects (another runsc version). Not
         "container not started yet" or "gone", which only mean: ask again later."""
-        reply = self._parsed()
+        reply = self.parsed
         if not isinstance(reply, dict) or not isinstance(reply.get("success"), bool):
             return bool(self.reply)
         if reply["success"]:
@@ -121,12 +126,6 @@ class _SocketQuery:
 
     def close(self) -> None:
         self.sock.close()
-
-    def _parsed(self) -> object:
-        try:
-            return json.loads(self.reply)
-        except ValueError:
-            return None
 
 
 # sockaddr_un holds 108 bytes; docker's runsc state dirs make longer paths.
