@@ -74,6 +74,9 @@ EXPECTED = b"1\n"
 TARGET_LATENCY_RATIO = 1.1
 TARGET_THROUGHPUT_RATIO = 0.9
 SLICES = 4  # each throughput measurement is made of this many interleaved windows
+# How runsc joins a cgroup when nothing joined it beforehand (the engine's cold start, and what it
+# did for every run before sandbox/launcher.py): the `sh` joins, then becomes runsc.
+JOIN_CGROUP = 'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
 IDLE_CODE = "import time\nprint('up', flush=True)\ntime.sleep(30)\n"
 
 _IMPORTS = (
@@ -174,7 +177,7 @@ class RawRunsc:
             cgroup.create(memory_bytes=limits.memory_bytes + SENTRY_OVERHEAD_BYTES, cpu_cores=limits.cpu_cores)
         if cgroup is not None or via_sh:
             procs = " ".join(cgroup.procs_files) if cgroup is not None else ""
-            cmd = ["/bin/sh", "-c", runsc_module._JOIN_CGROUP, "sh", *cmd]
+            cmd = ["/bin/sh", "-c", JOIN_CGROUP, "sh", *cmd]
             env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CRUCIBLE_CGROUP_PROCS": procs}
         start = time.perf_counter()
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)

@@ -55,34 +55,43 @@ class RunCgroup:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def create(self, *, memory_bytes: int, cpu_cores: float) -> None:
+    def create(self, *, memory_bytes: int | None = None, cpu_cores: float | None = None) -> None:
+        """Make the directories, with the pids backstop; with both limits given, set them too."""
         try:
             if self.version == "v2":
                 _enable_v2_controllers(CGROUP_ROOT / self.parent)
             for d in self.dirs.values():
                 d.mkdir(parents=True, exist_ok=True)
-            quota = max(1000, int(cpu_cores * CFS_PERIOD_US))
+            if self.version == "v1":
+                # Swap would let a run exceed its memory limit silently; forbid it where we can.
+                _try_write(self.dirs["memory"] / "memory.swappiness", 0)
+                _write(self.dirs["pids"] / "pids.max", PIDS_BACKSTOP)
+            else:
+                _write(self.dirs["unified"] / "pids.max", PIDS_BACKSTOP)
+        except OSError as exc:
+            self.remove()
+            raise _unusable(exc) from exc
+        if memory_bytes is not None and cpu_cores is not None:
+            self.set_limits(memory_bytes=memory_bytes, cpu_cores=cpu_cores)
+
+    def set_limits(self, *, memory_bytes: int, cpu_cores: float) -> None:
+        """Set the run's memory and CPU limits (once: v1 refuses a swap limit below the memory limit)."""
+        quota = max(1000, int(cpu_cores * CFS_PERIOD_US))
+        try:
             if self.version == "v1":
                 mem = self.dirs["memory"]
                 _write(mem / "memory.limit_in_bytes", memory_bytes)
-                # Swap would let a run exceed its memory limit silently; forbid it where we can.
                 _try_write(mem / "memory.memsw.limit_in_bytes", memory_bytes)
-                _try_write(mem / "memory.swappiness", 0)
                 _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
                 _write(self.dirs["cpu"] / "cpu.cfs_quota_us", quota)
-                _write(self.dirs["pids"] / "pids.max", PIDS_BACKSTOP)
             else:
                 d = self.dirs["unified"]
                 _write(d / "memory.max", memory_bytes)
                 _try_write(d / "memory.swap.max", 0)
                 _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
-                _write(d / "pids.max", PIDS_BACKSTOP)
         except OSError as exc:
             self.remove()
-            raise EngineUnavailable(
-                f"cannot create the run's cgroup under {CGROUP_ROOT}: {exc} "
-                "(the runsc engine needs root and writable cgroups)"
-            ) from exc
+            raise _unusable(exc) from exc
 
     @property
     def procs_files(self) -> list[str]:
@@ -154,6 +163,13 @@ def leftover_names(parent: str) -> list[str]:
         except OSError:
             pass
     return sorted(names)
+
+
+def _unusable(exc: OSError) -> EngineUnavailable:
+    return EngineUnavailable(
+        f"cannot create the run's cgroup under {CGROUP_ROOT}: {exc} "
+        "(the runsc engine needs root and writable cgroups)"
+    )
 
 
 def _enable_v2_controllers(parent: Path) -> None:

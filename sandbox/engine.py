@@ -39,6 +39,9 @@ class EngineConfig:
     allow_subprocess: bool = False
     # The dockerd the docker engine talks to (it must have runsc registered as a runtime).
     docker_url: str = "unix:///var/run/docker.sock"
+    # The runsc engine keeps launchers already inside the next runs' cgroups (sandbox/launcher.py):
+    # one idle `sh` and an empty cgroup per run it has had at once. Off, each run starts its own.
+    warm_launchers: bool = True
 
     def __post_init__(self) -> None:
         # Paths end up in OCI bundles and docker mounts, which resolve nothing relative: a relative
@@ -74,6 +77,10 @@ class ExecutionEngine(ABC):
 
     def sweep(self) -> None:
         """Remove what earlier, killed workers left behind. Safe while other runs are live."""
+        return None
+
+    def close(self) -> None:
+        """Release what the engine keeps between runs (the runsc engine's warm launchers)."""
         return None
 
 

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import threading
@@ -33,6 +32,7 @@ from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsC
 from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
+from sandbox.launcher import RUN_PREFIX, Launcher, LauncherPool
 from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import POLL_SECONDS, OutputPump
 from sandbox.verdict import decide
@@ -41,7 +41,6 @@ SANDBOX_UID = 65534  # nobody
 # The sentry and gofer live in the run's cgroup and use memory of their own; without this headroom
 # a small memory limit would kill the sandbox before user code allocates anything.
 SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
-RUN_PREFIX = "crucible-"
 # While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
 # exact to a few ms (not to the 50 ms poll) and the first process count comes early.
 BOOT_POLL_SECONDS = 0.005
@@ -52,9 +51,6 @@ INSTALL_HINT = (
     "on Debian 13: `apt-get install runsc`."
 )
 
-# Joins the run's cgroup(s) before exec'ing runsc, so every process runsc starts is inside them.
-_JOIN_CGROUP = 'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
-
 
 class RunscEngine(ExecutionEngine):
     name = "runsc"
@@ -64,6 +60,8 @@ class RunscEngine(ExecutionEngine):
         self._runsc = shutil.which(config.runsc_path)
         self._version: str | None = None
         self._platform: str | None = None
+        # `runsc run` is started by a launcher already inside the run's cgroup (sandbox/launcher.py).
+        self._launchers = LauncherPool(self._new_launcher, warm=config.warm_launchers)
 
     # -- environment -----------------------------------------------------------------------------
 
@@ -117,30 +115,38 @@ class RunscEngine(ExecutionEngine):
     ) -> ExecResult:
         self.check_binary()
         image = self._image(request.image)
-        run_id = RUN_PREFIX + secrets.token_hex(8)
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        workdir = self.config.state_dir / run_id
-        workdir.mkdir(mode=0o700)
-        # Held for the life of the run: the start-up sweep skips work dirs whose lock is taken.
-        lock = open(workdir / "lock", "w")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cgroup = cgroups.RunCgroup(self.config.cgroup_parent, run_id)
+        launcher = self._launchers.take()
+        workdir, cgroup = launcher.workdir, launcher.cgroup
         try:
             self._prepare_bundle(workdir, request, image)
-            cgroup.create(
+            cgroup.set_limits(
                 memory_bytes=request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES,
                 cpu_cores=request.limits.cpu_cores,
             )
-            run = _Run(self, run_id, workdir, request, cgroup, on_output, on_metrics, cancel)
+            run = _Run(self, launcher, request, on_output, on_metrics, cancel)
             result = run.wait()
             teardown_start = time.monotonic()
-            self._teardown(run_id, workdir, cgroup)
+            self._teardown(launcher.run_id, workdir, cgroup)
             return _with_teardown(result, time.monotonic() - teardown_start, image.digest)
         except BaseException:
-            self._teardown(run_id, workdir, cgroup)
+            self._teardown(launcher.run_id, workdir, cgroup)
+            launcher.discard()  # a launcher never told to go is still waiting; its pipes are ours
             raise
         finally:
-            lock.close()
+            launcher.lock.close()
+            self._launchers.done()
+
+    def close(self) -> None:
+        """End the warm launchers (their cgroups and work dirs go with them)."""
+        self._launchers.close()
+
+    def warm_run_ids(self) -> list[str]:
+        """Run ids whose work dir and cgroup belong to a warm launcher, not to a run (yet)."""
+        return self._launchers.warm_ids()
+
+    def _new_launcher(self) -> Launcher:
+        self.check_binary()
+        return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags())
 
     def _prepare_bundle(self, workdir: Path, request: ExecRequest, image: Image) -> None:
         code = workdir / "code"
@@ -155,18 +161,20 @@ class RunscEngine(ExecutionEngine):
         (workdir / "state").mkdir(mode=0o700)
         (workdir / "config.json").write_text(json.dumps(oci_spec(request, image.rootfs, code)))
 
-    def runsc_command(self, workdir: Path, run_id: str, *args: str) -> list[str]:
+    def runsc_flags(self) -> list[str]:
+        """runsc and its global flags, less --root (each run has a state dir of its own)."""
         assert self._runsc is not None
         return [
             self._runsc,
-            "--root",
-            str(workdir / "state"),
             "--network=none",
             "--ignore-cgroups",
             "--overlay2=none",
             f"--platform={self.platform()}",
-            *args,
         ]
+
+    def runsc_command(self, workdir: Path, run_id: str, *args: str) -> list[str]:
+        runsc, *flags = self.runsc_flags()
+        return [runsc, "--root", str(workdir / "state"), *flags, *args]
 
     def kill(self, workdir: Path, run_id: str) -> None:
         subprocess.run(
@@ -231,41 +239,30 @@ class _Run:
     def __init__(
         self,
         engine: RunscEngine,
-        run_id: str,
-        workdir: Path,
+        launcher: Launcher,
         request: ExecRequest,
-        cgroup: cgroups.RunCgroup,
         on_output: OutputCallback | None,
         on_metrics: MetricsCallback | None,
         cancel: threading.Event | None,
     ) -> None:
-        self.engine, self.run_id, self.workdir = engine, run_id, workdir
-        self.request, self.cgroup = request, cgroup
+        self.engine, self.launcher, self.request = engine, launcher, request
+        self.run_id, self.workdir, self.cgroup = launcher.run_id, launcher.workdir, launcher.cgroup
         self.on_output, self.on_metrics, self.cancel = on_output, on_metrics, cancel
-        self.pidfile = workdir / "runsc.pid"
+        self.pidfile = self.workdir / "runsc.pid"
         self.booted_at: float | None = None
         self.guest = GuestProcesses(
-            engine.runsc_command(workdir, run_id, "events", "--stats", run_id),
+            engine.runsc_command(self.workdir, self.run_id, "events", "--stats", self.run_id),
             request.limits.processes,
-            socket_path=control_socket(workdir / "state", run_id),
-            container_id=run_id,
+            socket_path=control_socket(self.workdir / "state", self.run_id),
+            container_id=self.run_id,
         )
 
     def wait(self) -> ExecResult:
-        bundle = ("--bundle", str(self.workdir), "--pid-file", str(self.pidfile))
-        cmd = self.engine.runsc_command(self.workdir, self.run_id, "run", *bundle, self.run_id)
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CRUCIBLE_CGROUP_PROCS": " ".join(self.cgroup.procs_files)}
+        proc = self.launcher.proc
         started = time.monotonic()
-        with open(self.workdir / "stdin", "rb") as stdin:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", _JOIN_CGROUP, "sh", *cmd],
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,  # runsc gets nothing of the worker's environment
-                start_new_session=True,
-                close_fds=True,
-            )
+        with contextlib.suppress(OSError):
+            # If the launcher died, it has exited (125) and the run ends as "did not start".
+            self.launcher.go()
         assert proc.stdout is not None and proc.stderr is not None
         limits = self.request.limits
         pump = OutputPump(

@@ -84,6 +84,7 @@ def runsc_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_parent:
     eng = get_engine("runsc", config)
     eng.check()  # raises EngineUnavailable (with the install hint) when runsc is missing
     yield eng
+    eng.close()
     eng.sweep()
     _remove_cgroup_parent(cgroup_parent)
 
@@ -181,12 +182,16 @@ def work_dirs(engine: ExecutionEngine, prefix: str) -> list[str]:
 
 
 def runsc_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    from sandbox.runsc import RUN_PREFIX
+    from sandbox.runsc import RUN_PREFIX, RunscEngine
 
+    assert isinstance(engine, RunscEngine)
+    # A warm launcher's work dir and cgroup are the next run's, made before it (sandbox/launcher.py);
+    # test_runsc_engine.py checks that close() and the engine's death end them.
+    warm = engine.warm_run_ids()
     return {
-        "work dirs": work_dirs(engine, RUN_PREFIX),
-        "cgroups": cgroups.leftover_names(engine.config.cgroup_parent),
-        "cgroup dirs": run_cgroup_dirs(engine.config.cgroup_parent),
+        "work dirs": [d for d in work_dirs(engine, RUN_PREFIX) if d not in warm],
+        "cgroups": [c for c in cgroups.leftover_names(engine.config.cgroup_parent) if c not in warm],
+        "cgroup dirs": [d for d in run_cgroup_dirs(engine.config.cgroup_parent) if Path(d).name not in warm],
         "runsc processes": processes_mentioning("runsc", str(engine.config.state_dir)),
     }
 

@@ -1,0 +1,205 @@
+"""Launchers for `runsc run`: a `sh` that joins the run's cgroup first, then becomes runsc.
+
+Every process runsc starts must be inside the run's cgroup, so something has to join it before
+runsc is exec'd. Doing that on the critical path was the largest part of the runsc engine's
+overhead over a bare `runsc run` (bench/README.md, "Where the runsc engine's time goes"): on a v1
+hierarchy the move waits for an RCU grace period (5.6 ms median, up to 14 ms here) and the runsc
+start after it ran ~8 ms slower than from a sh that had joined 100 ms earlier.
+
+So the engine keeps launchers "warm": each one made ahead of time, already inside a fresh cgroup
+of its own (no limits yet), blocked reading one line from its stdin. A run takes one, writes its
+limits into the cgroup, and sends the line naming its work dir; the `sh` then execs
+`runsc ... run` on that bundle, with the bundle's stdin file as stdin, and its stdout/stderr
+pipes become the run's. A launcher nobody takes is ended by closing its stdin (the `read` fails,
+the `sh` exits 125) and its cgroup removed; if the engine's process dies, the same EOF ends it and
+the empty cgroup is what the next start-up sweep removes.
+
+The pool keeps as many warm launchers as the engine has had runs at once (at most MAX_WARM), and
+makes new ones on a background thread after each take, so a run never waits for one: with none
+warm it starts its own, exactly as a cold start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sandbox import cgroups
+
+RUN_PREFIX = "crucible-"
+MAX_WARM = 4
+# The exit status of a launcher that could not join its cgroup or was never given a run.
+LAUNCHER_FAILED = 125
+
+# $1.. are runsc and its global flags; the line read names the run's work dir (its basename is
+# the container id). `read` in a sh reads byte by byte, so nothing past the line is consumed.
+_SCRIPT = (
+    'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; '
+    "IFS= read -r dir || exit 125; "
+    'exec "$@" --root "$dir/state" run --bundle "$dir" --pid-file "$dir/runsc.pid" "${dir##*/}" <"$dir/stdin"'
+)
+# Nothing of the worker's environment reaches runsc (or the sandbox through it).
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+class Launcher:
+    """One `sh` in the cgroup of the run it will start, with that run's work dir; see the module docstring.
+
+    The work dir exists (and its lock is held) from the start, so a start-up sweep by another
+    worker takes the launcher's cgroup for a live run's even before the `sh` has joined it.
+    """
+
+    def __init__(self, state_dir: Path, cgroup_parent: str, runsc_flags: Sequence[str]) -> None:
+        self.run_id = RUN_PREFIX + secrets.token_hex(8)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir = state_dir / self.run_id
+        self.workdir.mkdir(mode=0o700)
+        # Held for the life of the run: the start-up sweep skips work dirs whose lock is taken.
+        self.lock = open(self.workdir / "lock", "w")
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.cgroup = cgroups.RunCgroup(cgroup_parent, self.run_id)
+        self._owner = os.getpid()
+        try:
+            self.cgroup.create()
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", _SCRIPT, "sh", *runsc_flags],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**_ENV, "CRUCIBLE_CGROUP_PROCS": " ".join(self.cgroup.procs_files)},
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            self.cgroup.remove(timeout=0)
+            self._remove_workdir()
+            raise
+
+    def usable(self) -> bool:
+        """Still waiting for its run, and made by this process (not inherited across a fork)."""
+        return self._owner == os.getpid() and self.proc.poll() is None
+
+    def go(self) -> None:
+        """Start `runsc run` on the bundle in the work dir; raises OSError if the launcher died."""
+        if "\n" in str(self.workdir):
+            raise ValueError(f"a work dir path with a newline cannot be sent to the launcher: {self.workdir!r}")
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"{self.workdir}\n".encode())
+            self.proc.stdin.flush()
+        finally:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def discard(self) -> None:
+        """End a launcher that was never told to go (or died); remove its cgroup and work dir."""
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        if self._owner != os.getpid():
+            return  # the parent's, inherited through a fork: closing our copies is all that is ours
+        try:
+            self.proc.wait(timeout=2)  # EOF on stdin ends the `read`, and the sh with it
+        except subprocess.TimeoutExpired:
+            self.cgroup.kill_all()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2)
+        self.cgroup.remove()
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.lock.close()
+
+
+class LauncherPool:
+    """Warm launchers for one engine's next runs; thread-safe. See the module docstring."""
+
+    def __init__(self, make: Callable[[], Launcher], *, warm: bool = True) -> None:
+        self._make = make
+        self._warm_enabled = warm
+        self._lock = threading.Lock()
+        self._warm: list[Launcher] = []
+        self._running = 0
+        self._wanted = 0
+        self._filling = False
+        self._closed = False
+        # Launchers still warm when the engine is dropped or the process exits are ended too.
+        self._finalizer = weakref.finalize(self, _discard_all, self._warm)
+
+    def take(self) -> Launcher:
+        """A warm launcher if one is ready, else a new one; call `done()` when its run ended."""
+        dead: list[Launcher] = []
+        taken: Launcher | None = None
+        with self._lock:
+            self._running += 1
+            self._wanted = min(MAX_WARM, max(self._wanted, self._running))
+            while self._warm and taken is None:
+                candidate = self._warm.pop()
+                if candidate.usable():
+                    taken = candidate
+                else:
+                    dead.append(candidate)
+        for launcher in dead:
+            launcher.discard()
+        self._fill_soon()
+        return taken if taken is not None else self._make()
+
+    def done(self) -> None:
+        with self._lock:
+            self._running -= 1
+
+    def warm_ids(self) -> list[str]:
+        """Run ids (and cgroup names) of the launchers now waiting for a run."""
+        with self._lock:
+            return [launcher.run_id for launcher in self._warm]
+
+    def close(self) -> None:
+        """End every warm launcher; later takes start launchers cold."""
+        with self._lock:
+            self._closed = True
+            warm, self._warm[:] = list(self._warm), []
+        _discard_all(warm)
+
+    def _fill_soon(self) -> None:
+        with self._lock:
+            if not self._warm_enabled or self._closed or self._filling or len(self._warm) >= self._wanted:
+                return
+            self._filling = True
+        threading.Thread(target=self._fill, name="crucible-launchers", daemon=True).start()
+
+    def _fill(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or len(self._warm) >= self._wanted:
+                        return
+                try:
+                    launcher = self._make()
+                except Exception:  # noqa: BLE001 - a cold start in take() reports the cause
+                    return
+                with self._lock:
+                    if not self._closed:
+                        self._warm.append(launcher)
+                        continue
+                launcher.discard()
+                return
+        finally:
+            with self._lock:
+                self._filling = False
+
+
+def _discard_all(launchers: list[Launcher]) -> None:
+    for launcher in list(launchers):
+        with contextlib.suppress(Exception):
+            launcher.discard()
+    launchers.clear()
