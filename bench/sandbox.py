@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import itertools
 import json
 import os
+import random
 import resource
 import select
 import shutil
@@ -57,8 +59,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(REPO_ROOT))
 
 sys.path.append(str(Path(__file__).resolve().parent))  # last: bench/sandbox.py must not shadow `sandbox`
-from common import PYTHON3, BenchError, attempt, loadavg, machine_info, summary  # noqa: E402
+from common import PYTHON3, BenchError, attempt, loadavg, machine_info, paired_difference, summary  # noqa: E402
 
+import sandbox.launcher as launcher_module  # noqa: E402
 import sandbox.process_count as process_count  # noqa: E402
 import sandbox.runsc as runsc_module  # noqa: E402
 from sandbox import cgroups  # noqa: E402
@@ -353,7 +356,10 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
             results[i] = exc
             up[i].set()
 
-    before = set(cgroups.leftover_names(cgroup_parent))
+    def warm_ids() -> set[str]:  # a warm launcher's cgroup is made before its run (sandbox/launcher.py)
+        return set(engine.warm_run_ids()) if isinstance(engine, RunscEngine) else set()
+
+    before = set(cgroups.leftover_names(cgroup_parent)) - warm_ids()
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
@@ -366,7 +372,8 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
             if isinstance(r, BaseException) or r is not None:
                 raise BenchError(f"{engine.name}: an idle sandbox ended early: {r!r}")
         time.sleep(2.0)  # let start-up settle (the first `runsc events` queries, page faults)
-        runs = sorted(set(cgroups.leftover_names(cgroup_parent)) - before)
+        warm = warm_ids()
+        runs = sorted(set(cgroups.leftover_names(cgroup_parent)) - before - warm)
         if len(runs) != n:
             raise BenchError(f"{engine.name}: {len(runs)} run cgroups under {cgroup_parent}, expected {n}")
         pids: set[int] = set()
@@ -397,8 +404,12 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
                 k[key] += mem[key]
                 total[key] += mem[key]
         mib = 1024 * 1024
+        # What the engine keeps between runs: a `sh` per warm launcher (sandbox/launcher.py).
+        warm_pss = sum((memory_of(p) or {"pss": 0})["pss"] for w in warm for p in cgroup_procs(f"{cgroup_parent}/{w}"))
         return {
             "n": n,
+            "warm_launchers": len(warm),
+            "warm_launchers_pss_mib": round(warm_pss / mib, 2),
             "processes": len(pids | shims),
             "pss_per_sandbox_mib": round(total["pss"] / n / mib, 1),
             "rss_per_sandbox_mib": round(total["rss"] / n / mib, 1),
@@ -510,7 +521,32 @@ class _Probe:
         self._timed(RunscEngine, "execute", "execute")
         self._timed(RunscEngine, "_image", "image lookup")
         self._timed(RunscEngine, "_prepare_bundle", "bundle write")
-        self._timed(cgroups.RunCgroup, "create", "cgroup create")
+        self._timed(cgroups.RunCgroup, "set_limits", "cgroup limits")
+        self._timed(launcher_module.LauncherPool, "take", "launcher take")
+
+        def make_go(original: Any) -> Any:
+            def go(launcher: launcher_module.Launcher) -> Any:
+                t = time.monotonic()
+                try:
+                    return original(launcher)
+                finally:
+                    probe.span("launcher go", t)
+                    probe.mark("runsc run started")
+                    probe.watch_exit("runsc run exited", launcher.proc.pid)
+                    proc_poll = launcher.proc.poll
+
+                    def poll() -> int | None:  # the pump's exit check, counted
+                        rc = proc_poll()
+                        probe.poll_calls += 1
+                        if rc is not None:
+                            probe.events.append(("runsc run exit detected", time.monotonic()))
+                        return rc
+
+                    launcher.proc.poll = poll  # type: ignore[method-assign]
+
+            return go
+
+        self._patch(launcher_module.Launcher, "go", make_go)
         self._timed(cgroups.RunCgroup, "stats", "cgroup stats read")
         self._timed(cgroups.RunCgroup, "kill_all", "cgroup kill_all")
         self._timed(cgroups.RunCgroup, "remove", "cgroup remove")
@@ -538,9 +574,7 @@ class _Probe:
             def __init__(self, args: Any, *a: Any, **kw: Any) -> None:
                 words = [str(x) for x in args] if isinstance(args, (list, tuple)) else [str(args)]
                 self._kind = (
-                    "runsc run"
-                    if "run" in words and "--bundle" in words
-                    else "runsc events"
+                    "runsc events"
                     if "events" in words
                     else "runsc delete"
                     if "delete" in words
@@ -548,26 +582,13 @@ class _Probe:
                     if "kill" in words
                     else "other"
                 )
-                self._exit_seen = False
                 t = time.monotonic()
                 super().__init__(args, *a, **kw)
                 probe.span(f"Popen ({self._kind})", t)
-                if self._kind == "runsc run":
-                    probe.mark("runsc run started")
-                    probe.watch_exit("runsc run exited", self.pid)
-                elif self._kind == "runsc events":
+                if self._kind == "runsc events":
                     probe.events_queries += 1
                     probe.mark("events query started")
                     probe.watch_exit("events query exited", self.pid)
-
-            def poll(self) -> int | None:
-                rc = super().poll()
-                if self._kind == "runsc run":
-                    probe.poll_calls += 1
-                    if rc is not None and not self._exit_seen:
-                        self._exit_seen = True
-                        probe.mark("runsc run exit detected")
-                return rc
 
         def make_read(original: Any) -> Any:
             def read(fd: int, n: int) -> bytes:
@@ -625,12 +646,12 @@ class _Probe:
 
         (ex_start, ex_end) = sp["execute"][0]
         wait_end = sp["_Run.wait"][0][1]
-        (popen_start, popen_end) = sp["Popen (runsc run)"][0]
+        (popen_start, popen_end) = sp["launcher go"][0]
         detected = ev.get("runsc run exit detected", wait_end)
         # The pidfd thread needs the GIL to note the time: never later than the pump noticed it.
         exited = min(ev["runsc run exited"], detected)
         before_popen = popen_start - ex_start
-        pre_named = dur("image lookup") + dur("bundle write") + dur("cgroup create")
+        pre_named = dur("image lookup") + dur("launcher take") + dur("bundle write") + dur("cgroup limits")
         # kill_all also runs inside remove(); count only the calls made outside it.
         kill_outer = sum(
             b - a
@@ -644,12 +665,13 @@ class _Probe:
         nan = float("nan")
         out = {
             "total": ex_end - ex_start,
-            "before Popen: image lookup": dur("image lookup"),
-            "before Popen: bundle write": dur("bundle write"),
-            "before Popen: cgroup create": dur("cgroup create"),
-            "before Popen: mkdir, lock, other": before_popen - pre_named,
-            "Popen(sh -c join-cgroup; exec runsc run)": popen_end - popen_start,
-            "runsc run: Popen returned → process exited": exited - popen_end,
+            "before go: image lookup": dur("image lookup"),
+            "before go: take a launcher (warm, or made now)": dur("launcher take"),
+            "before go: bundle write": dur("bundle write"),
+            "before go: cgroup limits": dur("cgroup limits"),
+            "before go: other": before_popen - pre_named,
+            "go: the line that makes the launcher exec runsc run": popen_end - popen_start,
+            "runsc run: go → process exited": exited - popen_end,
             "exit detection: exited → poll() saw it": detected - exited,
             "(pipes at EOF → runsc run exited: the pump spins)": (exited - max(eofs)) if eofs else nan,
             "after exit: wait for the events query": collect,
@@ -658,7 +680,7 @@ class _Probe:
             "teardown: cgroup kill_all + remove": kill_outer + remove,
             "teardown: rmtree": rmtree,
             "teardown: other": (ex_end - wait_end) - delete - kill_outer - remove - rmtree,
-            "(events query: started, after Popen returned)": (q_start - popen_end) if q_start else nan,
+            "(events query: started, after go)": (q_start - popen_end) if q_start else nan,
             "(events query: its wall time)": (q_end - q_start) if q_start and q_end else nan,
             "(events query: exited, after runsc run exited)": (q_end - exited) if q_end else nan,
         }
@@ -702,6 +724,7 @@ def profile_engine(
 ) -> dict[str, Any]:
     """Per-phase times of the engine, plus what-ifs measured round-robin with raw runsc."""
     two_cores = Limits(cpu_cores=2.0)
+    cold = RunscEngine(dataclasses.replace(engine.config, warm_launchers=False))
     parent = engine.config.cgroup_parent
     # name → (worker for thread i, context it runs in)
     variants: dict[
@@ -709,15 +732,19 @@ def profile_engine(
     ]
     variants = {
         "raw runsc run + delete": (lambda i: raws[i].sample, contextlib.nullcontext),
-        "raw runsc via the engine's sh -c": (
+        "raw runsc via a sh -c that execs it": (
             lambda i: functools.partial(raws[i].sample, via_sh=True),
             contextlib.nullcontext,
         ),
-        "raw runsc in an engine-style cgroup": (
+        "raw runsc, sh joins engine-style cgroup": (
             lambda i: functools.partial(raws[i].sample, parent),
             contextlib.nullcontext,
         ),
         "engine": (lambda i: functools.partial(engine_sample, engine), contextlib.nullcontext),
+        "engine, launchers not warm (cold start)": (
+            lambda i: functools.partial(engine_sample, cold),
+            contextlib.nullcontext,
+        ),
         "engine, no events query": (lambda i: functools.partial(engine_sample, engine), no_events_query),
         "engine, no delete when nothing is left": (
             lambda i: functools.partial(engine_sample, engine),
@@ -871,45 +898,65 @@ def main() -> int:
             docker, docker_why = open_docker(config, args.docker_dir, stack)
         print(f"docker: {'available' if docker else 'unavailable: ' + docker_why}", flush=True)
 
-        # 1. latency, round-robin
-        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown"]
+        # 1. latency: every round measures each system once, in a shuffled order, so whatever the
+        # order would favour (one run's teardown overlapping the next one's start, an idle spell
+        # before the first) falls on all alike.
+        cold = get_engine("runsc", dataclasses.replace(config, warm_launchers=False))
+        stack.callback(cold.sweep)
+        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown", "engine_cold"]
         if docker:
             names.append("docker")
         lat: dict[str, list[float]] = {k: [] for k in names}
         cpu: dict[str, list[float]] = {
             k: [] for k in ("runsc", "engine", "runsc, this process", "engine, this process")
         }
-        with phase(f"1. latency: {args.warmup} warm-up + {args.samples} rounds"):
+        order_rng = random.Random(1)
+
+        def measure_python3() -> None:
+            lat["python3"].append(attempt("python3", sample_python, failures, retry_on=RETRY_ON))
+
+        def measure_raw() -> None:
+            own0, kids0 = cpu_split()
+            b, b_run = attempt("raw runsc", raws[0].sample, failures, retry_on=RETRY_ON)
+            own1, kids1 = cpu_split()
+            lat["runsc"].append(b)
+            lat["runsc_run_only"].append(b_run)
+            cpu["runsc"].append(own1 - own0 + kids1 - kids0)
+            cpu["runsc, this process"].append(own1 - own0)
+
+        def measure_engine() -> None:
+            own0, kids0 = cpu_split()
+            t = time.perf_counter()
+            res = attempt("runsc engine", lambda: engine_sample(engine), failures, retry_on=RETRY_ON)
+            lat["engine"].append(time.perf_counter() - t)
+            own1, kids1 = cpu_split()
+            lat["engine_boot"].append(res.timings.boot_seconds or float("nan"))
+            lat["engine_teardown"].append(res.timings.teardown_seconds)
+            cpu["engine"].append(own1 - own0 + kids1 - kids0)
+            cpu["engine, this process"].append(own1 - own0)
+
+        def measure_cold() -> None:
+            t = time.perf_counter()
+            attempt("runsc engine, cold", lambda: engine_sample(cold), failures, retry_on=RETRY_ON)
+            lat["engine_cold"].append(time.perf_counter() - t)
+
+        def measure_docker() -> None:
+            assert docker is not None
+            t = time.perf_counter()
+            attempt("docker engine", lambda: engine_sample(docker), failures, retry_on=RETRY_ON)
+            lat["docker"].append(time.perf_counter() - t)
+
+        measures = [measure_python3, measure_raw, measure_engine, measure_cold] + ([measure_docker] if docker else [])
+        with phase(f"1. latency: {args.warmup} warm-up + {args.samples} rounds, each in a shuffled order"):
             for i in range(args.warmup + args.samples):
-                keep = i >= args.warmup
-                a = attempt("python3", sample_python, failures, retry_on=RETRY_ON)
-                own0, kids0 = cpu_split()
-                b, b_run = attempt("raw runsc", raws[0].sample, failures, retry_on=RETRY_ON)
-                own1, kids1 = cpu_split()
-                t = time.perf_counter()
-                res = attempt("runsc engine", lambda: engine_sample(engine), failures, retry_on=RETRY_ON)
-                c = time.perf_counter() - t
-                own2, kids2 = cpu_split()
-                d = (
-                    timed(lambda: attempt("docker engine", lambda: engine_sample(docker), failures, retry_on=RETRY_ON))
-                    if docker
-                    else 0
-                )
-                if not keep:
-                    continue
-                lat["python3"].append(a)
-                lat["runsc"].append(b)
-                lat["runsc_run_only"].append(b_run)
-                lat["engine"].append(c)
-                lat["engine_boot"].append(res.timings.boot_seconds or float("nan"))
-                lat["engine_teardown"].append(res.timings.teardown_seconds)
-                cpu["runsc"].append(own1 - own0 + kids1 - kids0)
-                cpu["engine"].append(own2 - own1 + kids2 - kids1)
-                cpu["runsc, this process"].append(own1 - own0)
-                cpu["engine, this process"].append(own2 - own1)
-                if docker:
-                    lat["docker"].append(d)
+                if i == args.warmup:
+                    for v in (*lat.values(), *cpu.values()):
+                        v.clear()
+                for measure in order_rng.sample(measures, len(measures)):
+                    measure()
         latency = {k: summary(v) for k, v in lat.items()}
+        # Paired: the engine's and raw runsc's samples of one round ran next to each other.
+        paired = paired_difference(lat["engine"], lat["runsc_run_only"])
         cpu_ms = {k: round(statistics.median(v) * 1000, 1) for k, v in cpu.items()}
 
         # 2. throughput
@@ -975,6 +1022,7 @@ def main() -> int:
         # work both do. The ratio to run + delete is printed too.
         lat_ratio = latency["engine"]["median_ms"] / latency["runsc_run_only"]["median_ms"]
         lat_ratio_with_delete = latency["engine"]["median_ms"] / latency["runsc"]["median_ms"]
+        cold_ratio = latency["engine_cold"]["median_ms"] / latency["runsc_run_only"]["median_ms"]
         tput_ratio = tput["runsc engine"]["c2"]["runs_per_min"] / tput["raw runsc"]["c2"]["runs_per_min"]
         lat_pass = lat_ratio <= TARGET_LATENCY_RATIO
         tput_pass = tput_ratio >= TARGET_THROUGHPUT_RATIO
@@ -988,6 +1036,7 @@ def main() -> int:
     finally:
         stack.close()
         with contextlib.suppress(Exception):
+            engine.close()
             engine.sweep()
         if docker is not None:
             with contextlib.suppress(Exception):
@@ -1006,6 +1055,7 @@ def main() -> int:
         ("(c) runsc engine execute()", latency["engine"]),
         ("    its timings.boot_seconds", latency["engine_boot"]),
         ("    its timings.teardown_seconds", latency["engine_teardown"]),
+        ("    the same, launchers not warm (cold)", latency["engine_cold"]),
     ]
     if docker:
         rows.append(("(d) docker engine execute()", latency["docker"]))
@@ -1022,6 +1072,9 @@ def main() -> int:
     verdict = "PASS" if lat_pass else "FAIL"
     print(f"(c)/(b run only) at the median: {lat_ratio:.2f}   target <= {TARGET_LATENCY_RATIO:g}: {verdict}")
     print(f"(c)/(b run + delete) at the median: {lat_ratio_with_delete:.2f}")
+    print(f"(c) - (b run only), paired by round: median {paired['median_ms']:+.1f} ms, "
+          f"95% interval [{paired['ci95_low_ms']:+.1f}, {paired['ci95_high_ms']:+.1f}]; "
+          f"cold start/(b run only): {cold_ratio:.2f}")  # fmt: skip
 
     print()
     print(f"2. trivial runs per minute{'':{width - 25}}  {'c=1':>9} {'c=2':>9}   (median latency at c=2)")
@@ -1041,6 +1094,9 @@ def main() -> int:
               f"{m['cgroup_memory_usage_per_sandbox_mib']:12.1f}")  # fmt: skip
         for kind, v in m["by_process_kind_per_sandbox_mib"].items():
             print(f"    {kind[:36]:36} x{v['processes']:<3g}  {v['pss']:8.1f}  {v['rss']:8.1f}")
+        if m.get("warm_launchers"):
+            kept = m["warm_launchers"]
+            print(f"    + {kept} warm launchers kept between runs, in all: PSS {m['warm_launchers_pss_mib']} MiB")
     if not docker:
         print(f"{'docker engine':{width}}  unavailable: {docker_why}")
 
@@ -1093,7 +1149,9 @@ def main() -> int:
         "latency": {
             "samples": args.samples,
             "warmup_rounds": args.warmup,
+            "order": "shuffled in each round (seeded)",
             "stats_ms": latency,
+            "engine_minus_raw_run_only_paired_ms": paired,
             "cpu_ms_median": cpu_ms,
         },
         "docker": "available" if docker else f"unavailable: {docker_why}",
@@ -1110,6 +1168,7 @@ def main() -> int:
                 "ratio": round(lat_ratio, 3),
                 "baseline": "raw runsc run only",
                 "ratio_to_run_and_delete": round(lat_ratio_with_delete, 3),
+                "ratio_cold_launchers": round(cold_ratio, 3),
                 "max": TARGET_LATENCY_RATIO,
                 "passed": lat_pass,
             },

@@ -167,8 +167,7 @@ def leftover_names(parent: str) -> list[str]:
 
 def _unusable(exc: OSError) -> EngineUnavailable:
     return EngineUnavailable(
-        f"cannot create the run's cgroup under {CGROUP_ROOT}: {exc} "
-        "(the runsc engine needs root and writable cgroups)"
+        f"cannot create the run's cgroup under {CGROUP_ROOT}: {exc} (the runsc engine needs root and writable cgroups)"
     )
 
 

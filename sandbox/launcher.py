@@ -178,24 +178,26 @@ class LauncherPool:
         threading.Thread(target=self._fill, name="crucible-launchers", daemon=True).start()
 
     def _fill(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if self._closed or len(self._warm) >= self._wanted:
-                        return
-                try:
-                    launcher = self._make()
-                except Exception:  # noqa: BLE001 - a cold start in take() reports the cause
-                    return
-                with self._lock:
-                    if not self._closed:
-                        self._warm.append(launcher)
-                        continue
-                launcher.discard()
-                return
-        finally:
+        # `_filling` is cleared under the same lock hold that decides to stop: a take() in between
+        # would otherwise see a fill still running, start none, and leave the pool short.
+        while True:
             with self._lock:
+                if self._closed or len(self._warm) >= self._wanted:
+                    self._filling = False
+                    return
+            try:
+                launcher = self._make()
+            except Exception:  # noqa: BLE001 - a cold start in take() reports the cause
+                with self._lock:
+                    self._filling = False
+                return
+            with self._lock:
+                if not self._closed:
+                    self._warm.append(launcher)
+                    continue
                 self._filling = False
+            launcher.discard()
+            return
 
 
 def _discard_all(launchers: list[Launcher]) -> None:
