@@ -8,7 +8,6 @@ watcher turns a cancel request in the database into the engine's cancel event.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 
@@ -36,10 +35,29 @@ def engine_from_settings() -> sandbox.ExecutionEngine:
     return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)
 
 
-@functools.lru_cache(maxsize=8)
+_engines: dict[tuple[str, sandbox.EngineConfig], sandbox.ExecutionEngine] = {}
+_engines_lock = threading.Lock()
+
+
 def _engine(name: str, config: sandbox.EngineConfig) -> sandbox.ExecutionEngine:
-    # One engine per worker process and configuration: it caches the runtime's version and platform.
-    return sandbox.get_engine(name, config)
+    # One engine per worker process and configuration: it caches the runtime's version and platform
+    # and keeps the runsc engine's warm launchers between runs (ended by close_engines()).
+    with _engines_lock:
+        engine = _engines.get((name, config))
+        if engine is None:
+            engine = _engines[(name, config)] = sandbox.get_engine(name, config)
+        return engine
+
+
+def close_engines() -> None:
+    """End what this process's engines keep between runs (the runsc engine's warm launchers)."""
+    with _engines_lock:
+        engines = list(_engines.values())
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception:
+            logger.exception("closing the %s engine failed", engine.name)
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:

@@ -9,7 +9,7 @@ import sys
 import threading
 
 from celery import shared_task
-from celery.signals import worker_init, worker_ready
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 from django import db
 from django.conf import settings
 from django.utils import timezone
@@ -49,6 +49,13 @@ def refuse_without_sandbox(**kwargs) -> None:
         print(f"crucible worker: refusing to start: {exc}", file=sys.stderr, flush=True)
         os._exit(78)
     engine.sweep()
+
+
+@worker_process_shutdown.connect
+def close_engines(**kwargs) -> None:
+    # A pool child ends with os._exit, which runs no finalizers: without this its warm launcher's
+    # work dir and cgroup would stay until the next worker's start-up sweep.
+    execution.close_engines()
 
 
 @worker_ready.connect

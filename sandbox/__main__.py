@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("`--` and program arguments only apply to `run`")
     # Naming the subprocess engine on the command line is the explicit opt-in it requires.
     explicit_subprocess = args.engine == "subprocess"
-    config = EngineConfig(images_dir=args.images_dir, state_dir=args.state_dir, allow_subprocess=explicit_subprocess)
+    # One run per process here: a warm launcher for a next run would only be made to be discarded.
+    config = EngineConfig(
+        images_dir=args.images_dir,
+        state_dir=args.state_dir,
+        allow_subprocess=explicit_subprocess,
+        warm_launchers=False,
+    )
 
     try:
         if args.command == "build-image":

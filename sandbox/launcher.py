@@ -30,6 +30,7 @@ import subprocess
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import cgroups
@@ -127,24 +128,22 @@ class LauncherPool:
     def __init__(self, make: Callable[[], Launcher], *, warm: bool = True) -> None:
         self._make = make
         self._warm_enabled = warm
-        self._lock = threading.Lock()
-        self._warm: list[Launcher] = []
+        self._state = _PoolState()
         self._running = 0
         self._wanted = 0
-        self._filling = False
-        self._closed = False
         # Launchers still warm when the engine is dropped or the process exits are ended too.
-        self._finalizer = weakref.finalize(self, _discard_all, self._warm)
+        self._finalizer = weakref.finalize(self, _shut_down, self._state)
 
     def take(self) -> Launcher:
         """A warm launcher if one is ready, else a new one; call `done()` when its run ended."""
+        st = self._state
         dead: list[Launcher] = []
         taken: Launcher | None = None
-        with self._lock:
+        with st.lock:
             self._running += 1
             self._wanted = min(MAX_WARM, max(self._wanted, self._running))
-            while self._warm and taken is None:
-                candidate = self._warm.pop()
+            while st.warm and taken is None:
+                candidate = st.warm.pop()
                 if candidate.usable():
                     taken = candidate
                 else:
@@ -155,49 +154,70 @@ class LauncherPool:
         return taken if taken is not None else self._make()
 
     def done(self) -> None:
-        with self._lock:
+        with self._state.lock:
             self._running -= 1
 
     def warm_ids(self) -> list[str]:
         """Run ids (and cgroup names) of the launchers now waiting for a run."""
-        with self._lock:
-            return [launcher.run_id for launcher in self._warm]
+        with self._state.lock:
+            return [launcher.run_id for launcher in self._state.warm]
 
     def close(self) -> None:
-        """End every warm launcher; later takes start launchers cold."""
-        with self._lock:
-            self._closed = True
-            warm, self._warm[:] = list(self._warm), []
-        _discard_all(warm)
+        """End every warm launcher (and one being made); later takes start launchers cold."""
+        _shut_down(self._state)
 
     def _fill_soon(self) -> None:
-        with self._lock:
-            if not self._warm_enabled or self._closed or self._filling or len(self._warm) >= self._wanted:
+        st = self._state
+        with st.lock:
+            if not self._warm_enabled or st.closed or st.filler is not None or len(st.warm) >= self._wanted:
                 return
-            self._filling = True
-        threading.Thread(target=self._fill, name="crucible-launchers", daemon=True).start()
+            st.filler = threading.Thread(target=self._fill, name="crucible-launchers", daemon=True)
+            st.filler.start()
 
     def _fill(self) -> None:
-        # `_filling` is cleared under the same lock hold that decides to stop: a take() in between
+        # `filler` is cleared under the same lock hold that decides to stop: a take() in between
         # would otherwise see a fill still running, start none, and leave the pool short.
+        st = self._state
         while True:
-            with self._lock:
-                if self._closed or len(self._warm) >= self._wanted:
-                    self._filling = False
+            with st.lock:
+                if st.closed or len(st.warm) >= self._wanted:
+                    st.filler = None
                     return
             try:
                 launcher = self._make()
             except Exception:  # noqa: BLE001 - a cold start in take() reports the cause
-                with self._lock:
-                    self._filling = False
+                with st.lock:
+                    st.filler = None
                 return
-            with self._lock:
-                if not self._closed:
-                    self._warm.append(launcher)
+            with st.lock:
+                if not st.closed:
+                    st.warm.append(launcher)
                     continue
-                self._filling = False
+                st.filler = None
             launcher.discard()
             return
+
+
+@dataclass
+class _PoolState:
+    """What the pool's finalizer needs, apart from the pool (a finalizer must not hold its object)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    warm: list[Launcher] = field(default_factory=list)
+    closed: bool = False
+    filler: threading.Thread | None = None
+
+
+def _shut_down(st: _PoolState) -> None:
+    with st.lock:
+        st.closed = True
+        warm, st.warm[:] = list(st.warm), []
+        filler = st.filler
+    # A launcher being made right now is discarded by the filler itself once it sees `closed`;
+    # wait for that, or at interpreter exit the daemon thread would stop half-way and leave it.
+    if filler is not None and filler is not threading.current_thread():
+        filler.join(timeout=5)
+    _discard_all(warm)
 
 
 def _discard_all(launchers: list[Launcher]) -> None:

@@ -26,6 +26,7 @@ from sandbox import cgroups
 from sandbox.contract import ExecResult, Status
 from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
 from sandbox.images import Image
+from sandbox.launcher import Launcher, LauncherPool
 from sandbox.runsc import RUN_PREFIX, RunscEngine
 
 pytestmark = pytest.mark.timeout(90)
@@ -395,3 +396,31 @@ def test_a_forked_child_neither_uses_nor_ends_the_parents_warm_launcher(engine: 
     finally:
         # The child died without close(): its own warm launcher is a dead worker's, the sweep's.
         engine.sweep()
+
+
+def test_close_while_a_launcher_is_being_made_leaves_nothing_once_it_returns(
+    new_engine: EngineFactory,
+) -> None:
+    # At interpreter exit the pool's finalizer runs close() while its daemon fill thread may be
+    # half-way through making a launcher; close() waits for it, or that launcher would be left.
+    engine = new_engine()
+    engine.check()
+
+    def slow_make() -> Launcher:
+        launcher = Launcher(engine.config.state_dir, engine.config.cgroup_parent, engine.runsc_flags())
+        if threading.current_thread().name == "crucible-launchers":
+            time.sleep(0.5)  # the fill thread's: made, but not in the pool yet when close() comes
+        return launcher
+
+    pool = LauncherPool(slow_make)
+    taken = pool.take()  # none warm: made now, and a fill starts for the next run
+    wait_for(lambda: work_dirs(engine, RUN_PREFIX) != [taken.run_id], "the fill thread to make its launcher")
+    pool.close()
+
+    assert pool.warm_ids() == []
+    assert work_dirs(engine, RUN_PREFIX) == [taken.run_id]
+    assert cgroups.leftover_names(engine.config.cgroup_parent) == [taken.run_id]
+    taken.discard()
+    pool.done()
+    assert work_dirs(engine, RUN_PREFIX) == []
+    assert run_cgroup_dirs(engine.config.cgroup_parent) == []
