@@ -7,6 +7,7 @@ rows it needs. Django imports stay inside the fixtures: tests/sandbox/ must not 
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,17 @@ def _password_hash(password: str) -> str:
     if key not in _password_hashes:
         _password_hashes[key] = make_password(password)
     return _password_hashes[key]
+
+
+@pytest.fixture(autouse=True)
+def _close_the_worker_engines():
+    """Tests that run code in this process (execution.run_execute) use the worker's cached engine,
+    whose warm launcher (sandbox/launcher.py) would otherwise sit in the shared sandbox state dir
+    until the session ends, where the end-to-end tests look for leftovers."""
+    yield
+    execution = sys.modules.get("evaluations.execution")
+    if execution is not None:
+        execution.close_engines()
 
 
 @pytest.fixture
