@@ -10,3 +10,6 @@ class EvaluationsConfig(AppConfig):
         from evaluations.audit import connect_signals
 
         connect_signals()  # logins, failed logins and logouts go to the audit log
+        from evaluations.realtime import connect_access_signals
+
+        connect_access_signals()  # password changes and deleted users close open websockets

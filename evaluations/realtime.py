@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 from evaluations.logstore import RunLogWriter
 
@@ -58,6 +59,35 @@ def access_changed() -> None:
     """Open websockets re-read their user, token, session and run visibility, and close (or leave
     the run lists they no longer see) at once. Call on commit of the change."""
     send([(ACCESS_GROUP, {"type": "access.check"})])
+
+
+def connect_access_signals() -> None:
+    """Changes made outside the services (the admin's password form, `set_password` anywhere, a
+    user deleted in the admin) also reach open websockets: a changed password hash ends the user's
+    other sessions (websocket_user checks it), a deleted user ends everything they had open."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import signals
+
+    user_model = get_user_model()
+    signals.pre_save.connect(_note_password_change, sender=user_model, dispatch_uid="crucible-access-password")
+    signals.post_save.connect(_on_user_saved, sender=user_model, dispatch_uid="crucible-access-user-saved")
+    signals.post_delete.connect(_on_user_deleted, sender=user_model, dispatch_uid="crucible-access-user-deleted")
+
+
+def _note_password_change(sender, instance, update_fields=None, **kwargs) -> None:
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return  # a new user has no sockets; e.g. last_login updates name their fields
+    stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
+    instance._crucible_password_changed = stored is not None and stored != instance.password
+
+
+def _on_user_saved(sender, instance, **kwargs) -> None:
+    if instance.__dict__.pop("_crucible_password_changed", False):
+        transaction.on_commit(access_changed)
+
+
+def _on_user_deleted(sender, instance, **kwargs) -> None:
+    transaction.on_commit(access_changed)
 
 
 def output_message(stream: str, offset: int, data: bytes) -> dict[str, Any]:

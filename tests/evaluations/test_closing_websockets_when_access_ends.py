@@ -195,3 +195,50 @@ async def test_changes_to_someone_else_leave_a_socket_open(make_user, make_run, 
     await in_db(services.user_deactivate, actor=admin, user=bob)
 
     assert await closed_with(socket) is None
+
+
+@pytest.mark.parametrize("how", ["set_password", "set_unusable_password"])
+async def test_changing_a_password_closes_the_users_other_sessions_sockets(make_user, make_run, make_token, how):
+    alice = await in_db(make_user, "alice")
+    run = await in_db(make_run, alice, status="running")
+    session_socket = await open_socket(f"/ws/runs/{run.pk}/", session_headers(await in_db(logged_in, alice)))
+    token_socket = await open_socket(f"/ws/runs/{run.pk}/", token_headers((await in_db(make_token, alice)).key))
+
+    def change(user):  # as the admin's password form and the set-password page do
+        if how == "set_password":
+            user.set_password("a new password, long enough")
+        else:
+            user.set_unusable_password()
+        user.save()
+
+    await in_db(change, alice)
+
+    assert await closed_with(session_socket) == 4401  # a session made with the old password hash
+    assert await closed_with(token_socket) is None  # a token does not depend on the password
+
+
+async def test_saving_a_user_without_changing_the_password_leaves_their_sockets_open(make_user, make_run):
+    alice = await in_db(make_user, "alice")
+    run = await in_db(make_run, alice, status="running")
+    socket = await open_socket(f"/ws/runs/{run.pk}/", session_headers(await in_db(logged_in, alice)))
+
+    def edit(user):
+        user.email = "alice@example.invalid"
+        user.save()
+
+    await in_db(edit, alice)
+
+    assert await closed_with(socket) is None
+
+
+async def test_deleting_a_user_closes_the_sockets_they_have_open(make_user, make_run, make_token):
+    alice = await in_db(make_user, "alice")
+    run = await in_db(make_run, alice, status="running")
+    headers = token_headers((await in_db(make_token, alice)).key)
+    list_socket = await open_socket("/ws/runs/", headers)
+    run_socket = await open_socket(f"/ws/runs/{run.pk}/", headers)
+
+    await in_db(alice.delete)
+
+    assert await closed_with(list_socket) == 4401
+    assert await closed_with(run_socket) in (4401, 4404)  # the run went with its owner
