@@ -11,8 +11,10 @@ of its own (no limits yet), blocked reading one line from its stdin. A run takes
 limits into the cgroup, and sends the line naming its work dir; the `sh` then execs
 `runsc ... run` on that bundle, with the bundle's stdin file as stdin, and its stdout/stderr
 pipes become the run's. A launcher nobody takes is ended by closing its stdin (the `read` fails,
-the `sh` exits 125) and its cgroup removed; if the engine's process dies, the same EOF ends it and
-the empty cgroup is what the next start-up sweep removes.
+the `sh` exits 125) and its cgroup and work dir removed: by `close()`, by a finalizer when the
+pool is collected or the process exits normally (a Celery pool child, which ends with os._exit,
+calls close() from worker_process_shutdown). If the process dies, the same EOF ends the `sh`, and
+the empty cgroup and unlocked work dir are what the next start-up sweep removes.
 
 The pool keeps as many warm launchers as the engine has had runs at once (at most MAX_WARM), and
 makes new ones on a background thread after each take, so a run never waits for one: with none
@@ -37,11 +39,9 @@ from sandbox import cgroups
 
 RUN_PREFIX = "crucible-"
 MAX_WARM = 4
-# The exit status of a launcher that could not join its cgroup or was never given a run.
-LAUNCHER_FAILED = 125
-
 # $1.. are runsc and its global flags; the line read names the run's work dir (its basename is
 # the container id). `read` in a sh reads byte by byte, so nothing past the line is consumed.
+# Exit status 125: the launcher could not join its cgroup, or was never given a run.
 _SCRIPT = (
     'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; '
     "IFS= read -r dir || exit 125; "
