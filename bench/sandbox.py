@@ -698,27 +698,6 @@ def no_events_query() -> Iterator[None]:
         process_count.FIRST_PROCESS_SAMPLE = saved
 
 
-@contextlib.contextmanager
-def delete_only_if_state_left() -> Iterator[None]:
-    """What-if: skip `runsc delete --force` when the run's --root is empty (a foreground `runsc run`
-    that exited on its own has already removed its container; the engine deletes regardless)."""
-    original = subprocess.run
-
-    def run(args: Any, *a: Any, **kw: Any) -> Any:
-        words = [str(x) for x in args] if isinstance(args, (list, tuple)) else []
-        if "delete" in words and "--root" in words:
-            root = Path(words[words.index("--root") + 1])
-            if root.is_dir() and not any(root.iterdir()):
-                return subprocess.CompletedProcess(args, 0, b"", b"")
-        return original(args, *a, **kw)
-
-    subprocess.run = run  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        subprocess.run = original
-
-
 def profile_engine(
     engine: RunscEngine, raws: list[RawRunsc], rounds: int, tput_seconds: float, failures: list[dict[str, str]]
 ) -> dict[str, Any]:
@@ -746,10 +725,6 @@ def profile_engine(
             contextlib.nullcontext,
         ),
         "engine, no events query": (lambda i: functools.partial(engine_sample, engine), no_events_query),
-        "engine, no delete when nothing is left": (
-            lambda i: functools.partial(engine_sample, engine),
-            delete_only_if_state_left,
-        ),
         "engine, cpu_cores=2 (quota never binds)": (
             lambda i: functools.partial(engine_sample, engine, limits=two_cores),
             contextlib.nullcontext,
