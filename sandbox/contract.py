@@ -111,12 +111,6 @@ class Limits:
         if self.tmp_bytes >= self.memory_bytes:
             raise InvalidRequest("tmp_bytes", "must be smaller than memory_bytes")
 
-    def with_maxima(self, ceilings: Mapping[str, int | float]) -> None:
-        """Raise InvalidRequest if any limit is above a caller-specific ceiling."""
-        for name, ceiling in ceilings.items():
-            if getattr(self, name) > ceiling:
-                raise InvalidRequest(name, f"must be at most {ceiling} {LIMIT_SPECS[name].unit}")
-
 
 MAX_FILES = 1000
 MAX_TOTAL_FILE_BYTES = 64 * MiB
