@@ -225,3 +225,10 @@ def test_statuses_know_which_are_terminal() -> None:
     for s in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ERROR):
         assert s.is_terminal
     assert Reason("output_limit") is Reason.OUTPUT_LIMIT
+
+
+def test_the_package_exports_the_size_units() -> None:
+    import sandbox
+
+    assert (sandbox.KiB, sandbox.MiB, sandbox.GiB) == (1024, 1024**2, 1024**3)
+    assert sandbox.MiB is MiB
