@@ -8,7 +8,6 @@ stopped again at the end of the session.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,26 +19,12 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# pytest's default "prepend" import mode only puts tests/sandbox/ on sys.path; `sandbox` lives at
-# the repository root.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from sandbox import cgroups  # noqa: E402
-from sandbox.contract import ExecRequest, ExecResult, Limits  # noqa: E402
-from sandbox.docker_engine import remove_cgroup_dirs  # noqa: E402
-from sandbox.dockerd import PrivateDockerd  # noqa: E402
-from sandbox.engine import _ENGINES, EngineConfig, ExecutionEngine, engine_names, get_engine  # noqa: E402
-from sandbox.images import Image, build_image, default_recipes, host_suite  # noqa: E402
-
-
-def _registered(name: str) -> bool:
-    return name in engine_names() and importlib.util.find_spec(_ENGINES[name].partition(":")[0]) is not None
-
-
-# Every engine the conformance suite runs against: those registered whose module exists.
-ENGINE_NAMES = [name for name in ("runsc", "docker", "subprocess") if _registered(name)]
+from sandbox.contract import ExecResult
+from sandbox.docker_engine import remove_cgroup_dirs
+from sandbox.dockerd import PrivateDockerd
+from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
+from sandbox.images import Image, build_image, default_recipes, host_suite
+from tests.sandbox.support import REPO_ROOT, leftovers, make_request, remove_cgroup_parent
 
 
 def _images_dir() -> Path:
@@ -86,7 +71,7 @@ def runsc_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_parent:
     yield eng
     eng.close()
     eng.sweep()
-    _remove_cgroup_parent(cgroup_parent)
+    remove_cgroup_parent(cgroup_parent)
 
 
 @pytest.fixture(scope="session")
@@ -130,106 +115,7 @@ def subprocess_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_pa
     return eng
 
 
-def _remove_cgroup_parent(parent: str) -> None:
-    base = cgroups.CGROUP_ROOT
-    if cgroups.layout() == "v2":
-        candidates = [base / parent]
-    else:
-        candidates = [base / c / parent for c in cgroups.V1_CONTROLLERS]
-    for d in candidates:
-        try:
-            d.rmdir()
-        except OSError:
-            pass
-
-
 # -- nothing may be left behind ---------------------------------------------------------------------
-
-
-def processes_mentioning(*texts: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(text in cmdline for text in texts):
-            found.append(f"{entry.name}: {cmdline}")
-    return found
-
-
-def run_cgroup_dirs(parent: str) -> list[str]:
-    """Every run cgroup under `parent`, in every controller (leftover_names only reads one)."""
-    if cgroups.layout() == "v2":
-        bases = [cgroups.CGROUP_ROOT / parent]
-    else:
-        bases = [cgroups.CGROUP_ROOT / c / parent for c in cgroups.V1_CONTROLLERS]
-    return sorted(str(d) for base in bases if base.is_dir() for d in base.iterdir() if d.is_dir())
-
-
-def all_cgroup_dirs(parent: str) -> list[str]:
-    """Directories under `parent` in every hierarchy, including those no engine limits (v1 devices, ...)."""
-    root = cgroups.CGROUP_ROOT
-    bases = [root] if cgroups.layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
-    return sorted(str(d) for base in bases if (base / parent).is_dir() for d in (base / parent).iterdir() if d.is_dir())
-
-
-def work_dirs(engine: ExecutionEngine, prefix: str) -> list[str]:
-    state_dir = engine.config.state_dir
-    return sorted(p.name for p in state_dir.iterdir() if p.name.startswith(prefix)) if state_dir.is_dir() else []
-
-
-def runsc_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    from sandbox.runsc import RUN_PREFIX, RunscEngine
-
-    assert isinstance(engine, RunscEngine)
-    # A warm launcher's work dir and cgroup are the next run's, made before it (sandbox/launcher.py);
-    # test_runsc_engine.py checks that close() and the engine's death end them.
-    warm = engine.warm_run_ids()
-    return {
-        "work dirs": [d for d in work_dirs(engine, RUN_PREFIX) if d not in warm],
-        "cgroups": [c for c in cgroups.leftover_names(engine.config.cgroup_parent) if c not in warm],
-        "cgroup dirs": [d for d in run_cgroup_dirs(engine.config.cgroup_parent) if Path(d).name not in warm],
-        "runsc processes": processes_mentioning("runsc", str(engine.config.state_dir)),
-    }
-
-
-def docker_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
-
-    assert isinstance(engine, DockerEngine)
-    api = engine._api()
-    containers = api.containers(all=True, filters={"label": f"{LABEL_STATE_DIR}={engine.config.state_dir}"})
-    return {
-        "work dirs": work_dirs(engine, RUN_PREFIX),
-        "containers": sorted(f"{c['Names']} {c['State']}" for c in containers),
-        "cgroup dirs": all_cgroup_dirs(engine.cgroup_parent),
-        # a container's runsc processes name it in their command line
-        "runsc processes": [p for c in containers for p in processes_mentioning("runsc", c["Id"])],
-    }
-
-
-def subprocess_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    from sandbox.subprocess_engine import RUN_PREFIX
-
-    return {
-        "work dirs": work_dirs(engine, RUN_PREFIX),
-        # the program runs from its work dir under the state dir
-        "processes": processes_mentioning(str(engine.config.state_dir)),
-    }
-
-
-LEFTOVERS: dict[str, Callable[[ExecutionEngine], dict[str, list[str]]]] = {
-    "runsc": runsc_leftovers,
-    "docker": docker_leftovers,
-    "subprocess": subprocess_leftovers,
-}
-
-
-def leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    return {k: v for k, v in LEFTOVERS[engine.name](engine).items() if v}
 
 
 @pytest.fixture
@@ -247,15 +133,6 @@ def nothing_left_behind(engine: ExecutionEngine) -> Iterator[None]:
 # -- running ----------------------------------------------------------------------------------------
 
 
-def make_request(code: str | bytes, **kwargs: Any) -> ExecRequest:
-    limits = kwargs.pop("limits", None)
-    limit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in Limits.__dataclass_fields__}
-    if limits is None:
-        limits = Limits(**limit_kwargs)
-    data = code.encode() if isinstance(code, str) else code
-    return ExecRequest(files={"main.py": data}, limits=limits, **kwargs)
-
-
 @pytest.fixture
 def run(engine: ExecutionEngine) -> Callable[..., ExecResult]:
     """run(code, *, on_output=..., on_metrics=..., cancel=..., <ExecRequest fields>, <Limits fields>)."""
@@ -265,21 +142,6 @@ def run(engine: ExecutionEngine) -> Callable[..., ExecResult]:
         return engine.execute(make_request(code, **kwargs), **callbacks)
 
     return _run
-
-
-# A program with 6 processes at its peak (itself and 5 children) for about a second.
-FIVE_CHILDREN = """
-import os, time
-children = []
-for _ in range(5):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(1.2)
-        os._exit(0)
-    children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
-"""
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """One conformance suite, run against every engine: real sandboxes, no mocks.
 
-Each test runs once per engine in ENGINE_NAMES (conftest.py). What an engine is known not to do is
+Each test runs once per engine in ENGINE_NAMES (support.py). What an engine is known not to do is
 listed in KNOWN_FAILURES: those cases become strict xfails for that engine only, so a fix shows up
 as an XPASS failure and the list has to shrink with it. Engine-specific behaviour (runsc's sweep,
 state dirs, docker's image import) is tested in the engine's own test module.
@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ENGINE_NAMES, make_request
 
 from sandbox.contract import ExecRequest, ExecResult, MiB, Reason, Status, Stream
 from sandbox.engine import ExecutionEngine, MetricSample
 from sandbox.images import Image
+from tests.sandbox.support import ENGINE_NAMES, make_request
 
 Run = Callable[..., ExecResult]
 

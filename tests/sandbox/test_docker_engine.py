@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIVE_CHILDREN, make_request
 
 from sandbox.contract import ExecResult, Limits, MiB, Reason, Status, Stream
 from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
@@ -21,6 +20,7 @@ from sandbox.engine import EngineConfig, ExecutionEngine
 from sandbox.errors import EngineUnavailable
 from sandbox.images import Image
 from sandbox.runsc import SENTRY_OVERHEAD_BYTES
+from tests.sandbox.support import FIVE_CHILDREN, make_request
 
 pytestmark = [pytest.mark.timeout(60)]
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIVE_CHILDREN, make_request
 
 from sandbox import cgroups, process_count
 from sandbox import runsc as runsc_module
@@ -22,6 +21,7 @@ from sandbox.contract import ExecResult, MiB, Reason, Status, Stream
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, get_engine
 from sandbox.errors import EngineUnavailable, ImageError
 from sandbox.runsc import RunscEngine
+from tests.sandbox.support import FIVE_CHILDREN, make_request
 
 Run = Callable[..., ExecResult]
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, make_request, run_cgroup_dirs, work_dirs
 
 from sandbox import cgroups
 from sandbox.contract import ExecResult, Status
@@ -28,6 +27,7 @@ from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
 from sandbox.images import Image
 from sandbox.launcher import Launcher, LauncherPool
 from sandbox.runsc import RUN_PREFIX, RunscEngine
+from tests.sandbox.support import REPO_ROOT, make_request, run_cgroup_dirs, work_dirs
 
 pytestmark = pytest.mark.timeout(90)
 
