@@ -86,7 +86,7 @@ class ExecutionEngine(ABC):
 
 _ENGINES = {
     "runsc": "sandbox.runsc:RunscEngine",
-    "docker": "sandbox.docker_engine:DockerEngine",
+    "docker": "sandbox.docker.engine:DockerEngine",
     "subprocess": "sandbox.subprocess_engine:SubprocessEngine",
 }
 

@@ -26,7 +26,7 @@ if (( want_chromium )); then
   have chromium || missing+=(chromium)
 fi
 # Debian's docker.io brings dockerd (with containerd and runc): a docker CLI alone is not enough.
-# There is no systemd here; sandbox/dockerd.py starts it by hand when the docker engine needs it.
+# There is no systemd here; sandbox/docker/daemon.py starts it by hand when the docker engine needs it.
 if (( want_docker )); then
   PATH="$PATH:/usr/sbin:/sbin" have dockerd || missing+=(docker.io)
 fi

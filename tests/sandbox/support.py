@@ -117,7 +117,7 @@ def runsc_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
 
 
 def docker_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
-    from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
+    from sandbox.docker.engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
 
     assert isinstance(engine, DockerEngine)
     api = engine._api()

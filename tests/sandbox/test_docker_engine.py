@@ -5,6 +5,7 @@ What every engine must do is in test_conformance.py, which runs against docker t
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -14,13 +15,13 @@ from typing import Any
 import pytest
 
 from sandbox.contract import ExecResult, Limits, MiB, Reason, Status, Stream
-from sandbox.docker_engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
-from sandbox.dockerd import PrivateDockerd
+from sandbox.docker.daemon import PrivateDockerd
+from sandbox.docker.engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
 from sandbox.engine import EngineConfig, ExecutionEngine
 from sandbox.errors import EngineUnavailable
 from sandbox.images import Image
 from sandbox.runsc import SENTRY_OVERHEAD_BYTES
-from tests.sandbox.support import FIVE_CHILDREN, make_request
+from tests.sandbox.support import FIVE_CHILDREN, REPO_ROOT, make_request
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -83,9 +84,9 @@ def test_the_container_gets_gvisor_no_network_no_privileges_and_the_requests_lim
 def test_an_oom_is_reported_from_the_run_cgroup_even_when_docker_misses_it(
     engine: DockerEngine, monkeypatch: pytest.MonkeyPatch, code: str
 ) -> None:
-    import sandbox.docker_engine
+    import sandbox.docker.engine
 
-    monkeypatch.setattr(sandbox.docker_engine._Run, "_oom_killed", lambda self: False)
+    monkeypatch.setattr(sandbox.docker.engine._Run, "_oom_killed", lambda self: False)
     result = engine.execute(make_request(code, memory_bytes=96 * MiB, tmp_bytes=8 * MiB, wall_seconds=20))
     assert (result.status, result.reason) == (Status.FAILED, Reason.MEMORY_LIMIT), result
 
@@ -153,7 +154,7 @@ def test_a_dockerd_that_does_not_answer_is_unavailable_with_instructions(engine:
     with pytest.raises(EngineUnavailable) as info:
         DockerEngine(config).check()
     message = str(info.value)
-    assert "docker.io" in message and "python -m sandbox.dockerd start" in message
+    assert "docker.io" in message and "python -m sandbox.docker.daemon start" in message
 
 
 def test_without_the_docker_package_it_is_unavailable_with_instructions(
@@ -176,3 +177,15 @@ def test_a_private_dockerd_in_a_deep_directory_keeps_its_sockets_short(tmp_path:
     daemon = PrivateDockerd(tmp_path / ("d" * 120))
     assert len(str(daemon.socket_path)) < 100
     assert str(daemon.run_dir).startswith("/run/crucible-docker-")
+
+
+def test_the_private_dockerd_has_a_command_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.docker.daemon", "status", "--dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr  # nothing answers in an empty directory
+    assert proc.stdout == f"not answering: DOCKER_HOST=unix://{tmp_path.resolve()}/run/docker.sock\n"

@@ -12,7 +12,7 @@ SANDBOX_DIR = REPO_ROOT / "sandbox"
 
 IMPORT_CHECK = (
     "import sandbox, sandbox.runsc, sandbox.images, sandbox.cgroups, sandbox.__main__, sys; "
-    "import sandbox.docker_engine, sandbox.dockerd; "
+    "import sandbox.docker, sandbox.docker.engine, sandbox.docker.daemon; "
     "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')); "
     "assert not bad, bad"
 )

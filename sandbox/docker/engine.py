@@ -15,7 +15,7 @@ its peak reached that limit is reported as memory_limit too; under runsc such a 
 of SIGKILL (137) or of a MemoryError (1). (The kernel counts an OOM kill in the victim's own cgroup,
 runsc's, which is gone by then, so our memory.oom_control rarely shows one.)
 
-dockerd must have runsc registered as a runtime with `--network=none` (see sandbox/dockerd.py).
+dockerd must have runsc registered as a runtime with `--network=none` (see sandbox/docker/daemon.py).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _start_hint(url: str) -> str:
     return (
         f"dockerd does not answer at {url}. Install it with `apt-get install docker.io` "
         "(scripts/system-deps.sh --with-docker) and start one with runsc registered as a runtime: "
-        "`python -m sandbox.dockerd start` (then EngineConfig.docker_url = the URL it prints)"
+        "`python -m sandbox.docker.daemon start` (then EngineConfig.docker_url = the URL it prints)"
     )
 
 

@@ -6,7 +6,7 @@ host's network, and runsc is registered as a runtime with `--network=none`: with
 refuses docker's "none" network namespace here ("cannot run with network enabled in root network
 namespace") and leaks its half-started sandbox.
 
-    python -m sandbox.dockerd start|stop|status [--dir var/docker]
+    python -m sandbox.docker.daemon start|stop|status [--dir var/docker]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ INSTALL_HINT = (
 )
 # A unix socket path must fit in sockaddr_un (108 bytes); longer run dirs move to /run.
 MAX_SOCKET_PATH = 100
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "var" / "docker"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "var" / "docker"
 
 
 class PrivateDockerd:
@@ -217,7 +217,7 @@ def _is_dockerd(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.dockerd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sandbox.docker.daemon", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args(argv)
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'answering' if daemon.answers() else 'not answering'}: DOCKER_HOST={daemon.url}")
             return 0 if daemon.answers() else 1
     except EngineUnavailable as exc:
-        print(f"sandbox.dockerd: {exc}", file=sys.stderr)
+        print(f"sandbox.docker.daemon: {exc}", file=sys.stderr)
         return 2
     return 0
 
