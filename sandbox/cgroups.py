@@ -6,6 +6,7 @@ runsc removes its own cgroup when it exits, taking the OOM evidence with it, so 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -207,3 +208,30 @@ def _read_keyed(path: Path) -> dict[str, int]:
     except OSError:
         pass
     return out
+
+
+def remove_cgroup_dirs(relative: str, *, kill: bool = False, timeout: float = 0.0) -> None:
+    """rmdir `relative` and everything below it, deepest first, in every cgroup hierarchy.
+
+    Without `kill`, a directory with a process inside is left alone. With it, those processes are
+    SIGKILLed and the removal retried until `timeout`.
+    """
+    root = CGROUP_ROOT
+    bases = [root] if layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    deadline = time.monotonic() + timeout
+    while True:
+        dirs = [
+            Path(dirpath) for base in bases if (base / relative).is_dir() for dirpath, _, _ in os.walk(base / relative)
+        ]
+        if kill:
+            for d in dirs:
+                with contextlib.suppress(OSError, ValueError):
+                    for pid in (d / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), signal.SIGKILL)
+        for d in sorted(dirs, key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        if not any((base / relative).exists() for base in bases) or time.monotonic() >= deadline:
+            return
+        time.sleep(0.02)

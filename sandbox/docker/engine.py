@@ -26,7 +26,6 @@ import fcntl
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
@@ -49,12 +48,13 @@ from sandbox.contract import (
     Timings,
     Usage,
 )
+from sandbox.docker import attach
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
 from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
-from sandbox.pump import READ_CHUNK, OutputPump
+from sandbox.pump import OutputPump
 from sandbox.runsc import SANDBOX_UID, SENTRY_OVERHEAD_BYTES
 from sandbox.verdict import decide
 
@@ -70,8 +70,6 @@ AT_LIMIT_BYTES = 1024 * 1024
 REKILL_EVERY = 1.0
 # After this long without exiting despite kills, the container is removed outright.
 REMOVE_AFTER_KILL = 3.0
-# docker's attach stream (no TTY): an 8-byte header [stream, 0, 0, 0, size (big-endian u32)] per frame.
-FRAME_HEADER = 8
 
 PACKAGE_HINT = "the docker engine needs the docker Python package: pip install -r requirements.txt (docker==7.2.0)"
 
@@ -293,7 +291,7 @@ class DockerEngine(ExecutionEngine):
         # The container is gone: whatever is still in the run's cgroups (a runsc that failed to
         # start, say) is a stray. runsc also made the run's directory in hierarchies we do not
         # manage (devices, freezer, ...).
-        remove_cgroup_dirs(f"{self.cgroup_parent}/{name}", kill=True, timeout=2.0)
+        cgroups.remove_cgroup_dirs(f"{self.cgroup_parent}/{name}", kill=True, timeout=2.0)
         shutil.rmtree(workdir, ignore_errors=True)
 
     def sweep(self) -> None:
@@ -312,34 +310,7 @@ class DockerEngine(ExecutionEngine):
             if name.startswith(RUN_PREFIX) and not (state_dir / name).exists():
                 # No work dir here: it may be a live run of an engine with another state dir, so
                 # only an empty cgroup is removed, and nothing in it is killed.
-                remove_cgroup_dirs(f"{self.cgroup_parent}/{name}")  # leaves it if anything is inside
-
-
-def remove_cgroup_dirs(relative: str, *, kill: bool = False, timeout: float = 0.0) -> None:
-    """rmdir `relative` and everything below it, deepest first, in every cgroup hierarchy.
-
-    Without `kill`, a directory with a process inside is left alone. With it, those processes are
-    SIGKILLed and the removal retried until `timeout`.
-    """
-    root = cgroups.CGROUP_ROOT
-    bases = [root] if cgroups.layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
-    deadline = time.monotonic() + timeout
-    while True:
-        dirs = [
-            Path(dirpath) for base in bases if (base / relative).is_dir() for dirpath, _, _ in os.walk(base / relative)
-        ]
-        if kill:
-            for d in dirs:
-                with contextlib.suppress(OSError, ValueError):
-                    for pid in (d / "cgroup.procs").read_text().split():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(pid), signal.SIGKILL)
-        for d in sorted(dirs, key=lambda p: -len(p.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        if not any((base / relative).exists() for base in bases) or time.monotonic() >= deadline:
-            return
-        time.sleep(0.02)
+                cgroups.remove_cgroup_dirs(f"{self.cgroup_parent}/{name}")  # leaves it if anything is inside
 
 
 def _is_docker_error(exc: BaseException) -> bool:
@@ -408,13 +379,13 @@ class _Run:
         if self.cancel is not None and self.cancel.is_set():
             return self._cancelled_before_start()
         # Attached before start, so not one byte of output is missed.
-        attach = self.api.attach_socket(self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        attached = self.api.attach_socket(self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         # The SDK hands back the socket.SocketIO of the hijacked HTTP connection; selectors need the socket.
-        sock: socket.socket = getattr(attach, "_sock", attach)
+        sock: socket.socket = getattr(attached, "_sock", attached)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        demux = threading.Thread(target=_demux, args=(sock, out_w, err_w), daemon=True)
-        feeder = threading.Thread(target=_feed_stdin, args=(sock, self.request.stdin), daemon=True)
+        demux = threading.Thread(target=attach.demux, args=(sock, out_w, err_w), daemon=True)
+        feeder = threading.Thread(target=attach.feed_stdin, args=(sock, self.request.stdin), daemon=True)
         started = time.monotonic()
         booted_at: float | None = None
         pump: OutputPump | None = None
@@ -464,7 +435,7 @@ class _Run:
             if feeder.ident is not None:
                 feeder.join(timeout=2)
             sock.close()
-            attach.close()
+            attached.close()
         ended = time.monotonic()
         return self._result(pump, self.cgroup.stats(), started, booted_at, ended)
 
@@ -626,51 +597,3 @@ class _Run:
         return self._empty_result(
             Status.ERROR, Reason.SANDBOX_ERROR, f"the sandbox did not start: {explanation}", started
         )
-
-
-def _demux(sock: socket.socket, out_fd: int, err_fd: int) -> None:
-    """Split docker's framed attach stream into the two pipes; close them at EOF."""
-    fds = {1: out_fd, 2: err_fd}
-    header = b""
-    target: int | None = None
-    remaining = 0
-    try:
-        while True:
-            data = sock.recv(READ_CHUNK)
-            if not data:
-                return
-            view = memoryview(data)
-            while view:
-                if remaining == 0:
-                    need = FRAME_HEADER - len(header)
-                    header += bytes(view[:need])
-                    view = view[need:]
-                    if len(header) < FRAME_HEADER:
-                        break
-                    target = fds.get(header[0])
-                    remaining = int.from_bytes(header[4:8], "big")
-                    header = b""
-                    continue
-                part = view[:remaining]
-                view = view[len(part) :]
-                remaining -= len(part)
-                if target is not None:
-                    _write_all(target, part)
-    except OSError:
-        return  # the socket was shut down or the pump is gone (EPIPE): the run is over
-    finally:
-        for fd in (out_fd, err_fd):
-            os.close(fd)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _feed_stdin(sock: socket.socket, data: bytes) -> None:
-    """Send the request's stdin, then half-close: with StdinOnce docker closes the program's stdin."""
-    with contextlib.suppress(OSError):
-        if data:
-            sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.cgroups import remove_cgroup_dirs
 from sandbox.contract import ExecResult
 from sandbox.docker.daemon import PrivateDockerd
-from sandbox.docker.engine import remove_cgroup_dirs
 from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
 from sandbox.images import Image, build_image, default_recipes, host_suite
 from tests.sandbox.support import REPO_ROOT, leftovers, make_request, remove_cgroup_parent
