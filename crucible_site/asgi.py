@@ -9,8 +9,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from evaluations.routing import websocket_urlpatterns  # noqa: E402
-from evaluations.ws_auth import WebsocketAuthStack  # noqa: E402
+from evaluations.live.auth import WebsocketAuthStack  # noqa: E402
+from evaluations.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

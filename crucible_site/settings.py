@@ -45,7 +45,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CRUCIBLE_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "evaluations.admin_site.CrucibleAdminConfig",  # the Django admin, for the admin role
+    "evaluations.apps.CrucibleAdminConfig",  # the Django admin, for the admin role
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -82,7 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "evaluations.accounts.site_context",  # signup_enabled
+                "evaluations.accounts.context.site_context",  # signup_enabled, can.<rule>
             ],
         },
     },
@@ -216,6 +216,8 @@ CELERY_TASK_ROUTES = {"evaluations.*": {"queue": "runs"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The worker's start-up checks, recovery, heartbeat and shutdown (signal handlers).
+CELERY_IMPORTS = ["evaluations.runs.worker"]
 
 CHANNEL_LAYERS = {
     "default": {

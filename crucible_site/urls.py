@@ -7,4 +7,4 @@ urlpatterns = [
     path("", include("evaluations.urls")),
 ]
 
-handler400 = "evaluations.views.bad_request"
+handler400 = "evaluations.runs.views.bad_request"

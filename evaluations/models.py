@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 import sandbox
+from sandbox.contract import MiB
 
 # The vocabulary is defined once, in sandbox.contract; these choices are built from it.
 RunStatus = models.TextChoices("RunStatus", [(s.name, s.value) for s in sandbox.Status])
@@ -60,7 +61,7 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    # The output itself lives in the log store (evaluations/logstore.py), with byte offsets.
+    # The output itself lives in the log store (evaluations/runs/logstore.py), with byte offsets.
     stdout_bytes = models.BigIntegerField(default=0)  # written by the program, may exceed what is kept
     stderr_bytes = models.BigIntegerField(default=0)
     stdout_truncated = models.BooleanField(default=False)
@@ -132,7 +133,6 @@ class Profile(models.Model):
         return f"{self.user} ({self.role})"
 
 
-MiB = 1024 * 1024
 # Smaller than this holds no useful program; the sandbox has no limit of its own for the upload.
 MIN_UPLOAD_BYTES = 1024
 

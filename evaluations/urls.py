@@ -1,20 +1,26 @@
+"""Page routes, by domain (the API's are in evaluations/api/urls.py, websockets' in live/routing.py)."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from evaluations import accounts, ops, profile, views
+from evaluations.accounts import profile
+from evaluations.accounts import views as accounts
+from evaluations.admin import ops
+from evaluations.runs import views as runs
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="run-list", permanent=False)),
+    # runs
+    path("runs/", runs.run_list, name="run-list"),
+    path("runs/<int:run_id>/", runs.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", runs.run_cancel_view, name="run-cancel"),
+    path("runs/<int:run_id>/rerun/", runs.run_rerun_view, name="run-rerun"),
+    path("submit/", runs.submission_new, name="submission-new"),
+    path("submissions/<int:submission_id>/share/", runs.submission_share, name="submission-share"),
+    # accounts
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", accounts.LogoutView.as_view(), name="logout"),
-    path("runs/", views.run_list, name="run-list"),
-    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
-    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
-    path("runs/<int:run_id>/rerun/", views.run_rerun, name="run-rerun"),
-    path("submit/", views.submission_new, name="submission-new"),
-    path("submissions/<int:submission_id>/share/", views.submission_share, name="submission-share"),
-    path("ops/", ops.ops, name="ops"),
     path("signup/", accounts.signup, name="signup"),
     # An invitation (a link made in the user admin): the invited user sets their password.
     path("set-password/<uidb64>/<token>/", accounts.PasswordSetView.as_view(), name="password-set"),
@@ -23,8 +29,10 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(template_name="registration/password_set_done.html"),
         name="password-set-done",
     ),
-    path("usage/", views.usage, name="usage"),
+    path("usage/", accounts.usage, name="usage"),
     path("profile/", profile.profile, name="profile"),
-    path("profile/tokens/", profile.token_create, name="token-create"),
-    path("profile/tokens/<int:token_id>/revoke/", profile.token_revoke, name="token-revoke"),
+    path("profile/tokens/", profile.token_create_view, name="token-create"),
+    path("profile/tokens/<int:token_id>/revoke/", profile.token_revoke_view, name="token-revoke"),
+    # operations
+    path("ops/", ops.ops, name="ops"),
 ]

@@ -38,13 +38,13 @@ def _password_hash(password: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _close_the_worker_engines():
-    """Tests that run code in this process (execution.run_execute) use the worker's cached engine,
+    """Tests that run code in this process (execution.run_in_sandbox) use the worker's cached engine,
     whose warm launcher (sandbox/launcher.py) would otherwise sit in the shared sandbox state dir
     until the session ends, where the end-to-end tests look for leftovers."""
     yield
-    execution = sys.modules.get("evaluations.execution")
-    if execution is not None:
-        execution.close_engines()
+    engines = sys.modules.get("evaluations.runs.engines")
+    if engines is not None:
+        engines.close_engines()
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ class IssuedToken:
 @pytest.fixture
 def make_token(db) -> Callable[..., IssuedToken]:
     """make_token(user, name="test") -> IssuedToken, made the way the profile page makes them."""
-    from evaluations import tokens
+    from evaluations.accounts import tokens
 
     def _make_token(user, name: str = "test") -> IssuedToken:
         row, key = tokens.token_create(user=user, name=name)
@@ -160,14 +160,14 @@ def make_run(db) -> Callable[..., Any]:
     make_run(owner, code=..., name=..., status=..., <any Run field>). It does not go through
     services, so no task is queued; use services.submission_create to test that path.
     """
-    from evaluations import services
     from evaluations.models import Run, Submission
+    from evaluations.runs import validation
 
     def _make_run(owner, *, code: str = HELLO, name: str = "hello", stdout: bytes = b"", stderr: bytes = b"", **fields):
-        from evaluations.logstore import RunLogWriter
+        from evaluations.runs.logstore import RunLogWriter
 
         submission = Submission.objects.create(owner=owner, name=name, code=code)
-        limits = services.limits_build(wall_seconds=None, memory_mb=None)
+        limits = validation.limits_build(wall_seconds=None, memory_mb=None)
         values: dict[str, Any] = dict(
             wall_seconds=limits.wall_seconds,
             memory_bytes=limits.memory_bytes,
@@ -177,7 +177,7 @@ def make_run(db) -> Callable[..., Any]:
         values.update(fields)
         run = Run.objects.create(submission=submission, **values)
         if stdout or stderr:  # output lives in the log store, as a worker would have written it
-            writer = RunLogWriter(run.pk)
+            writer = RunLogWriter(run)
             writer.append("stdout", 0, stdout)
             writer.append("stderr", 0, stderr)
             writer.close()

@@ -1,13 +1,7 @@
-"""The one permission layer: every page, API endpoint and websocket asks these rules (via
-`allowed(...)`/`require(...)` or the selectors built on the same predicates).
-
-Never `user.has_perm(...)` to decide: Django's ModelBackend answers True to any active superuser
-for every permission, so a superuser would pass owner-only rules (re-running someone else's run on
-their quota, changing their sharing). A superuser's role is admin (role_of), and that is all
-they get.
-
-Roles: a researcher submits and sees, cancels and re-runs their own runs (and reads runs their
-team shares); a reviewer reads every run and submits nothing; an admin may do everything.
+"""The one permission layer: every page, API endpoint and websocket asks these rules, through
+`allowed`/`require` or the querysets built on the same predicates (`visible_runs_q`). Never
+`user.has_perm`: Django grants an active superuser everything, and a superuser's role is admin,
+no more (docs/permissions.md).
 """
 
 from __future__ import annotations
@@ -15,28 +9,8 @@ from __future__ import annotations
 import rules
 from django.db.models import Q
 
-from evaluations.models import Profile, Role
-
-
-def role_of(user) -> str | None:
-    if user is None or not user.is_authenticated or not user.is_active:
-        return None
-    if user.is_superuser:
-        return Role.ADMIN
-    profile = _profile(user)
-    return profile.role if profile is not None else Role.RESEARCHER
-
-
-def team_id_of(user) -> int | None:
-    profile = _profile(user)
-    return profile.team_id if profile is not None else None
-
-
-def _profile(user) -> Profile | None:
-    # Cached on the user object for the request: every check would otherwise query it again.
-    if not hasattr(user, "_crucible_profile"):
-        user._crucible_profile = Profile.objects.filter(user_id=user.pk).first()
-    return user._crucible_profile
+from evaluations.accounts.roles import role_of, team_id_of
+from evaluations.models import Role
 
 
 @rules.predicate

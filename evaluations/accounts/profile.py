@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -10,18 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
-from evaluations import tokens
-from evaluations.audit import client_ip
+from evaluations.accounts import tokens
+from evaluations.accounts.audit import client_ip
+from evaluations.accounts.forms import TokenForm
+from evaluations.accounts.roles import role_of
 from evaluations.models import ApiToken
-from evaluations.permissions import role_of
-
-
-class TokenForm(forms.Form):
-    name = forms.CharField(
-        max_length=tokens.NAME_MAX_CHARS,
-        widget=forms.TextInput(attrs={"placeholder": "e.g. laptop script, CI"}),
-        help_text="What will use it, so you know which one to revoke later.",
-    )
 
 
 def _profile_page(request, form: TokenForm, status: int = 200):
@@ -40,7 +32,7 @@ def profile(request):
 
 @login_required
 @require_POST
-def token_create(request):
+def token_create_view(request):
     form = TokenForm(request.POST)
     if form.is_valid():
         try:
@@ -58,7 +50,7 @@ def token_create(request):
 
 @login_required
 @require_POST
-def token_revoke(request, token_id: int):
+def token_revoke_view(request, token_id: int):
     # Someone else's token is a 404, like someone else's run.
     token = get_object_or_404(ApiToken.objects.select_related("user"), pk=token_id, user=request.user)
     if tokens.token_revoke(token=token, actor=request.user, ip=client_ip(request)):

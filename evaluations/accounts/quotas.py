@@ -15,7 +15,8 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 import sandbox
-from evaluations.models import Profile, QuotaFields, QuotaOverride, QuotaPolicy, Role, Run, RunStatus
+from evaluations.accounts.roles import stored_role
+from evaluations.models import Profile, QuotaFields, QuotaOverride, QuotaPolicy, Run, RunStatus
 
 LABELS = {
     "concurrent_runs": "concurrent runs",
@@ -27,7 +28,7 @@ LABELS = {
     "max_upload_bytes": "code/upload size",
 }
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-# Every run gets the sandbox's default CPU allowance (evaluations/execution.py asks for no other).
+# Every run gets the sandbox's default CPU allowance (evaluations/runs/execution.py asks for no other).
 CPU_CORES_PER_RUN = sandbox.Limits.cpu_cores
 
 
@@ -53,19 +54,11 @@ class Quotas:
 assert {f.name for f in fields(Quotas)} - {"role"} == set(QuotaFields.QUOTA_NAMES)
 
 
-def quota_role(user) -> str:
-    # Not permissions.role_of: that answers None for inactive users, and a quota always has a role.
-    if user.is_superuser:
-        return Role.ADMIN
-    role = Profile.objects.filter(user_id=user.pk).values_list("role", flat=True).first()
-    return role or Role.RESEARCHER
-
-
 def quotas_for(user) -> Quotas:
     """Each quota from the user's override where it is not NULL, else from their role's policy.
     A role without a policy row has no quotas (only the site's maxima): the migration seeds one
     per role, so that is an admin's explicit choice."""
-    role = quota_role(user)
+    role = stored_role(user)
     policy = QuotaPolicy.objects.filter(role=role).first()
     override = QuotaOverride.objects.filter(user_id=user.pk).first()
     values = {}
@@ -240,7 +233,7 @@ def owner_lock(user) -> None:
     # get_or_create copes with two transactions inserting the profile at once (savepoint + get).
     # The row gets the role the user has now (admin for a superuser without one), not the model's
     # default: a researcher row would show, and be saved back, as their role on their admin page.
-    Profile.objects.get_or_create(user_id=user.pk, defaults={"role": lambda: quota_role(user)})
+    Profile.objects.get_or_create(user_id=user.pk, defaults={"role": lambda: stored_role(user)})
     Profile.objects.select_for_update().get(user_id=user.pk)
 
 

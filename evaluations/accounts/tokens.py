@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from evaluations import audit, realtime
+from evaluations.accounts import audit
+from evaluations.live import publisher as realtime
 from evaluations.models import ApiToken
 
 KEY_PREFIX = "cru_"
@@ -39,7 +40,7 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def name_clean(name: str | None) -> str:
+def token_name_clean(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "give the token a name, e.g. the script or machine that will use it"})
@@ -54,7 +55,7 @@ def name_clean(name: str | None) -> str:
 def token_create(*, user, name: str | None, ip: str | None = None) -> tuple[ApiToken, str]:
     """A new token for `user`: the row, and the key — which exists only in this return value.
     ValidationError (on "name") once the user has MAX_LIVE_TOKENS live ones."""
-    clean = name_clean(name)
+    clean = token_name_clean(name)
     # The user's row locked, so two creations at once cannot both see room for one more.
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
     live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).count()

@@ -1,13 +1,11 @@
-"""Account pages outside the admin: self-registration (off unless CRUCIBLE_ALLOW_SIGNUP) and the
-page where an invited user sets their password (the link comes from the user admin)."""
+"""Account pages outside the admin: sign-up (off unless CRUCIBLE_ALLOW_SIGNUP), the page where an
+invited user sets their password (the link comes from the user admin), logout and usage."""
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model, login
-from django.contrib.auth.forms import UserCreationForm
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LogoutView as DjangoLogoutView
 from django.contrib.auth.views import PasswordResetConfirmView
 from django.db import IntegrityError
@@ -15,16 +13,11 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
-from evaluations import audit, realtime, services
+from evaluations.accounts import audit, quotas, services
+from evaluations.accounts.forms import SignupForm
+from evaluations.accounts.selectors import username_taken, username_taken_message
+from evaluations.live import publisher
 from evaluations.models import Role
-from evaluations.permissions import allowed
-
-
-class SignupForm(UserCreationForm):
-    email = forms.EmailField(required=True, help_text="Where an admin can reach you.")
-
-    class Meta(UserCreationForm.Meta):
-        fields = ("username", "email")
 
 
 def signup(request):
@@ -47,35 +40,6 @@ def signup(request):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("run-list")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
-
-
-def username_taken(username: str) -> bool:
-    return get_user_model().objects.filter(username=username).exists()
-
-
-def username_taken_message() -> str:
-    """The message the sign-up and user admin forms give for a taken username, word for word."""
-    model = get_user_model()
-    return model._meta.get_field(model.USERNAME_FIELD).error_messages["unique"]
-
-
-class RulePerms(dict):
-    """`can.submit`, `can.administer` in templates: the rules, asked when a template first looks.
-    Not Django's `perms`, which grants a superuser everything whatever their role."""
-
-    def __init__(self, user) -> None:
-        super().__init__()
-        self.user = user
-
-    def __missing__(self, name: str) -> bool:
-        self[name] = allowed(self.user, f"evaluations.{name}")
-        return self[name]
-
-
-def site_context(request) -> dict:
-    """Template context for every page: whether to offer self-registration, what the user may do."""
-    user = getattr(request, "user", None) or AnonymousUser()
-    return {"signup_enabled": settings.CRUCIBLE_ALLOW_SIGNUP, "can": RulePerms(user)}
 
 
 class PasswordSetView(PasswordResetConfirmView):
@@ -102,5 +66,11 @@ class LogoutView(DjangoLogoutView):
 
     def post(self, request, *args, **kwargs):
         response = super().post(request, *args, **kwargs)
-        realtime.access_changed()
+        publisher.access_changed()
         return response
+
+
+@login_required
+def usage(request):
+    report = quotas.usage_report(request.user)
+    return render(request, "evaluations/usage.html", {"report": report})

@@ -7,8 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 
-from evaluations import selectors
-from evaluations.permissions import require
+from evaluations.accounts.permissions import require
+from evaluations.admin import selectors
 
 REFRESH_SECONDS = 5
 

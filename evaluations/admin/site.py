@@ -1,10 +1,9 @@
 """The Django admin, opened to the `admin` role (evaluations.administer) rather than to Django's
-model permissions: roles are the one permission layer (evaluations/permissions.py)."""
+model permissions: roles are the one permission layer (evaluations/accounts/permissions.py)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.apps import AdminConfig
 
 
 class CrucibleAdminSite(admin.AdminSite):
@@ -14,18 +13,10 @@ class CrucibleAdminSite(admin.AdminSite):
     site_url = "/"
 
     def has_permission(self, request) -> bool:
-        from evaluations.permissions import allowed
+        from evaluations.accounts.permissions import allowed
 
         # The rule, not user.has_perm: that would let in any superuser, role or not.
         return request.user.is_active and allowed(request.user, "evaluations.administer")
-
-
-class CrucibleAdminConfig(AdminConfig):
-    default_site = "evaluations.admin_site.CrucibleAdminSite"
-
-    def ready(self) -> None:
-        super().ready()  # autodiscovery: every admin.py has registered its models by now
-        grant_admin_role_model_permissions(admin.site)
 
 
 def grant_admin_role_model_permissions(site: admin.AdminSite) -> None:
@@ -33,7 +24,7 @@ def grant_admin_role_model_permissions(site: admin.AdminSite) -> None:
     in the admin (and its inlines), as rules, so a ModelAdmin's own limits (no add, read-only...) still decide."""
     import rules
 
-    from evaluations.permissions import is_admin
+    from evaluations.accounts.permissions import is_admin
 
     grant = rules.is_active & is_admin
     models = set(site._registry)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from evaluations import tokens
-from evaluations.audit import client_ip
+from evaluations.accounts import tokens
+from evaluations.accounts.audit import client_ip
+from evaluations.accounts.permissions import allowed
 from evaluations.models import ApiToken, AuditEvent
-from evaluations.permissions import allowed
 
 TOKEN_FIELDS = ("user", "name", "prefix", "created", "last_used_at", "revoked_at")
 

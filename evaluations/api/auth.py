@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
-from evaluations import tokens
+from evaluations.accounts import tokens
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

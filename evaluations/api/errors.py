@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from evaluations.quotas import QuotaExceeded
+from evaluations.accounts.quotas import QuotaExceeded
 
 
 def exception_handler(exc, context):

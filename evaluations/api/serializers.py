@@ -1,3 +1,5 @@
+"""API bodies: small input serializers that check types, and the output dicts of runs and submissions."""
+
 from __future__ import annotations
 
 import base64
@@ -6,12 +8,11 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from evaluations import logstore, selectors
 from evaluations.models import Run, Submission
-from evaluations.output import output_for_api
-from evaluations.uploads import argv_from_text
-
-MiB = 1024 * 1024
+from evaluations.runs import logstore, selectors
+from evaluations.runs.uploads import argv_from_text
+from evaluations.runs.validation import MIN_MEMORY_MB, MIN_WALL_SECONDS
+from sandbox.contract import MiB
 
 
 class StrictFloatField(serializers.FloatField):
@@ -39,7 +40,7 @@ class ArgvField(serializers.Field):
         return value
 
 
-class SubmissionInput(serializers.Serializer):
+class SubmissionCreateInput(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True, max_length=200)
     code = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     file = serializers.FileField(required=False, allow_empty_file=True)
@@ -52,8 +53,8 @@ class SubmissionInput(serializers.Serializer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Type errors name the allowed range too, not only "a valid number is required".
-        wall = f"must be a number of seconds between 0.1 and {settings.CRUCIBLE_MAX_WALL_SECONDS:g}"
-        memory = f"must be a whole number of MiB between 32 and {settings.CRUCIBLE_MAX_MEMORY_MB}"
+        wall = f"must be a number of seconds between {MIN_WALL_SECONDS:g} and {settings.CRUCIBLE_MAX_WALL_SECONDS:g}"
+        memory = f"must be a whole number of MiB between {MIN_MEMORY_MB} and {settings.CRUCIBLE_MAX_MEMORY_MB}"
         for key in ("invalid", "max_string_length"):
             self.fields["wall_seconds"].error_messages[key] = wall
             self.fields["memory_mb"].error_messages[key] = memory
@@ -65,11 +66,16 @@ class SubmissionInput(serializers.Serializer):
         return attrs
 
 
+def output_text(data: bytes | memoryview) -> str:
+    """Program output as JSON text: UTF-8 with U+FFFD for invalid bytes (exact bytes are in *_base64)."""
+    return bytes(data).decode("utf-8", errors="replace")
+
+
 def run_output(run: Run, request) -> dict:
     def absolute(name: str) -> str:
         return request.build_absolute_uri(reverse(name, args=[run.pk]))
 
-    stdout, stderr = logstore.log_read(run.pk, "stdout"), logstore.log_read(run.pk, "stderr")
+    stdout, stderr = logstore.log_read(run, "stdout"), logstore.log_read(run, "stderr")
     return {
         "id": run.pk,
         "url": absolute("run-detail"),
@@ -104,8 +110,8 @@ def run_output(run: Run, request) -> dict:
         "finished_at": run.finished_at,
         "queue_seconds": run.queue_seconds,
         "run_seconds": run.run_seconds,
-        "stdout": output_for_api(stdout),
-        "stderr": output_for_api(stderr),
+        "stdout": output_text(stdout),
+        "stderr": output_text(stderr),
         "stdout_base64": base64.b64encode(stdout).decode(),
         "stderr_base64": base64.b64encode(stderr).decode(),
         "stdout_bytes": run.stdout_bytes,

@@ -15,7 +15,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
-from evaluations.audit import client_ip
+from evaluations.accounts.audit import client_ip
 from evaluations.models import ApiToken
 
 logger = logging.getLogger(__name__)

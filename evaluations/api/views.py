@@ -8,18 +8,17 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evaluations import logstore, selectors, services
+from evaluations.accounts.audit import client_ip
+from evaluations.accounts.permissions import require
 from evaluations.api.serializers import (
     LogsQuery,
     RerunInput,
-    SubmissionInput,
+    SubmissionCreateInput,
     SubmissionShareInput,
     run_output,
     submission_output,
 )
-from evaluations.audit import client_ip
-from evaluations.permissions import require
-from evaluations.uploads import UploadedSource, read_upload
+from evaluations.runs import logstore, selectors, services
 
 
 def reject_unknown_fields(data, allowed: set[str]) -> None:
@@ -36,28 +35,17 @@ class SubmissionCreateApi(APIView):
     def post(self, request):
         require(request.user, "evaluations.submit")
         data = request.data
-        reject_unknown_fields(data, set(SubmissionInput().fields))
-        form = SubmissionInput(data=data)
+        reject_unknown_fields(data, set(SubmissionCreateInput().fields))
+        form = SubmissionCreateInput(data=data)
         form.is_valid(raise_exception=True)
         values = form.validated_data
-        multipart = request.content_type.startswith("multipart/")
-        source = UploadedSource(code=values["code"]) if "code" in values else read_upload(values["file"], field="file")
         # Django decodes multipart text fields with errors="replace": U+FFFD there means the
         # client sent bytes that are not UTF-8, which must not be stored as something else.
+        multipart = request.content_type.startswith("multipart/")
         if multipart and "code" in values and "\ufffd" in values["code"]:
             raise ValidationError({"code": ["is not valid UTF-8 text; send JSON, or upload a .py file"]})
-        run = services.submission_create(
-            owner=request.user,
-            name=values.get("name"),
-            code=source.code,
-            archive=source.archive,
-            archive_name=source.archive_name,
-            entrypoint=values.get("entrypoint"),
-            stdin=values.get("stdin", ""),
-            argv=values.get("argv"),
-            wall_seconds=values.get("wall_seconds"),
-            memory_mb=values.get("memory_mb"),
-            ip=client_ip(request),
+        run = services.submission_submit(
+            owner=request.user, data=services.SubmissionInput.from_mapping(values), ip=client_ip(request)
         )
         return Response(run_output(run, request), status=status.HTTP_201_CREATED)
 
@@ -123,11 +111,11 @@ class RunLogsApi(APIView):
         query = LogsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         stream, offset = query.validated_data["stream"], query.validated_data["offset"]
-        data = logstore.log_read(run.pk, stream, offset, query.validated_data.get("limit"))
+        data = logstore.log_read(run, stream, offset, query.validated_data.get("limit"))
         response = HttpResponse(data, content_type="application/octet-stream")
         response["X-Crucible-Offset"] = str(offset)
         response["X-Crucible-Next-Offset"] = str(offset + len(data))
-        response["X-Crucible-Size"] = str(logstore.log_size(run.pk, stream))
+        response["X-Crucible-Size"] = str(logstore.log_size(run, stream))
         response["X-Crucible-Complete"] = "true" if run.is_terminal else "false"
         if query.validated_data["download"]:
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{stream}.log"'
@@ -137,4 +125,4 @@ class RunLogsApi(APIView):
 class RunMetricsApi(APIView):
     def get(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
-        return Response({"samples": logstore.metrics_read(run.pk)})
+        return Response({"samples": logstore.metrics_read(run)})

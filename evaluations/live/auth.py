@@ -14,13 +14,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import validate_host
 
-from evaluations.consumers import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
+from evaluations.live.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
 
 
 @database_sync_to_async
 def _token_user(key: str):
     """(user, token id), or None for unknown or revoked keys and inactive users."""
-    from evaluations import tokens
+    from evaluations.accounts import tokens
 
     try:
         user, token = tokens.token_user(key)

@@ -4,38 +4,26 @@ docs/live-runs.md. They only read; every write happens in services."""
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, WebsocketConsumer
 from django.http import Http404
 
-from evaluations import logstore, realtime, selectors
+from evaluations.live import protocol
+from evaluations.live.groups import ACCESS_GROUP, run_group
+from evaluations.live.protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    METRICS_PER_FRAME,
+    STREAMS,
+    parse_offsets,
+)
+from evaluations.live.selectors import run_list_groups, websocket_user
+from evaluations.runs import logstore, selectors
 
 REPLAY_READ_BYTES = 1024 * 1024
-METRICS_PER_FRAME = 400
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_BAD_REQUEST = 4400
-
-
-def parse_offsets(query_string: bytes) -> dict[str, int]:
-    """`stdout=N&stderr=M`, whole numbers ≥ 0; anything else is ValueError."""
-    try:
-        query = parse_qs(query_string.decode("ascii"), strict_parsing=False, max_num_fields=10)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("bad query string") from exc
-    offsets = {}
-    for stream in logstore.STREAMS:
-        values = query.pop(stream, ["0"])
-        if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 18:
-            raise ValueError(f"{stream} must be a whole number of bytes")
-        offsets[stream] = int(values[0])
-    if query:
-        raise ValueError(f"unknown parameters: {', '.join(sorted(query))}")
-    return offsets
 
 
 class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
@@ -64,19 +52,19 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
     # -- access that changes while the socket is open ------------------------------------------------
 
     async def _watch_access(self) -> None:
-        """Join the broadcast of realtime.access_changed. Joined before access is checked, so a
+        """Join the broadcast of publisher.access_changed. Joined before access is checked, so a
         change committed after the check always reaches this socket."""
-        await self.channel_layer.group_add(realtime.ACCESS_GROUP, self.channel_name)
+        await self.channel_layer.group_add(ACCESS_GROUP, self.channel_name)
         self.watching_access = True
 
     async def _unwatch_access(self) -> None:
         if getattr(self, "watching_access", False):
-            await self.channel_layer.group_discard(realtime.ACCESS_GROUP, self.channel_name)
+            await self.channel_layer.group_discard(ACCESS_GROUP, self.channel_name)
 
     def _fresh_user(self):
         """Who this socket acts for now (None: deactivated, token revoked, logged out)."""
         session = self.scope.get("session")
-        return selectors.websocket_user(
+        return websocket_user(
             user_id=self.scope["user"].pk,
             token_id=self.scope.get("crucible_token_id"),
             session_key=getattr(session, "session_key", None) if session is not None else None,
@@ -100,20 +88,20 @@ class RunConsumer(_AuthenticatedConsumer):
             await self.accept()
             await self.close(code=refusal)  # 4404 is the same for "no such run" and "not yours"
             return
-        self.group = realtime.run_group(self.run_id)
+        self.group = run_group(self.run_id)
         # Join first, read the store second: every byte published from now on is either in what
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        for stream in logstore.STREAMS:
+        for stream in STREAMS:
             await self._replay(stream)
         await self.send_json(await database_sync_to_async(self._status_payload)())
-        samples = await sync_to_async(logstore.metrics_read)(self.run_id)
+        samples = await sync_to_async(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
         self.metrics_until = samples[-1]["t"] if samples else -1.0
         for i in range(0, len(samples), METRICS_PER_FRAME):
-            await self.send_json({"type": "metrics", "samples": samples[i : i + METRICS_PER_FRAME]})
+            await self.send_json(protocol.metrics_message(samples[i : i + METRICS_PER_FRAME]))
 
     async def disconnect(self, code) -> None:
         if getattr(self, "group", None):
@@ -126,7 +114,7 @@ class RunConsumer(_AuthenticatedConsumer):
         if user is None:
             return CLOSE_UNAUTHENTICATED
         try:
-            selectors.run_get_visible(user=user, run_id=self.run_id)
+            self.run = selectors.run_get_visible(user=user, run_id=self.run_id)
         except Http404:
             return CLOSE_NOT_FOUND
         self.scope["user"] = user
@@ -145,10 +133,10 @@ class RunConsumer(_AuthenticatedConsumer):
         """Send stored bytes from what the client has up to `until` (or the end)."""
         while until is None or self.sent[stream] < until:
             want = REPLAY_READ_BYTES if until is None else min(REPLAY_READ_BYTES, until - self.sent[stream])
-            data = await sync_to_async(logstore.log_read)(self.run_id, stream, self.sent[stream], want)
+            data = await sync_to_async(logstore.log_read)(self.run, stream, self.sent[stream], want)
             if not data:
                 return
-            for frame in realtime.output_frames(stream, self.sent[stream], data):
+            for frame in protocol.output_frames(stream, self.sent[stream], data):
                 await self.send_json(frame)
             self.sent[stream] += len(data)
 
@@ -165,7 +153,7 @@ class RunConsumer(_AuthenticatedConsumer):
                 return
             have = self.sent[stream]
         rest = data[have - offset :]
-        await self.send_json(realtime.output_message(stream, have, rest))
+        await self.send_json(protocol.output_message(stream, have, rest))
         self.sent[stream] = have + len(rest)
 
     async def run_metrics(self, event) -> None:
@@ -196,7 +184,7 @@ class RunListConsumer(_AuthenticatedConsumer):
 
     async def _follow(self, user) -> None:
         """Join the run-list groups `user` may see now, and leave those they no longer may."""
-        groups = await database_sync_to_async(selectors.run_list_groups)(user=user)
+        groups = await database_sync_to_async(run_list_groups)(user=user)
         for group in set(self.list_groups) - set(groups):
             await self.channel_layer.group_discard(group, self.channel_name)
         for group in set(groups) - set(self.list_groups):

@@ -1,16 +1,13 @@
 """Publishing run events to websocket clients, from workers and from the web side.
 
-All channel-layer traffic of a process goes through one background event loop, so the Redis
-connections are reused and a publish never blocks the sandbox's output pump for long. Output
-chunks are sent as soon as the previous send is done, so those that arrive meanwhile travel
-together in one call;
-every byte is in the log store before its message is sent (docs/live-runs.md).
+One background event loop per process carries all channel-layer sends, so a publish never blocks
+the sandbox's output pump for long. Every byte is in the log store before its message is sent
+(docs/live-runs.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 import time
@@ -18,84 +15,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import transaction
 
-from evaluations.logstore import RunLogWriter
+from evaluations.live import protocol
+from evaluations.live.groups import ACCESS_GROUP, run_group, user_group
+from evaluations.runs.logstore import RunLogWriter, StoredRun
 
 logger = logging.getLogger(__name__)
 
-# Frames stay within 64 KiB (daphne resets a connection at 1 MiB): base64 grows data by 4/3, and
-# the JSON envelope needs a little room: 47 KiB of data make a frame of about 62.7 KiB.
-FRAME_BYTES = 47 * 1024
 SEND_TIMEOUT = 5.0
 # The least time between two sends of one run's output (see RunPublisher._flusher).
 SEND_INTERVAL = 0.02
 
 
-def run_group(run_id: int) -> str:
-    return f"run-{run_id}"
-
-
-def user_group(user_id: int) -> str:
-    return f"user-{user_id}"
-
-
-# Run lists of users who read other people's runs: reviewers and admins (every run), and
-# teammates (runs shared with their team). selectors.run_list_groups says who joins which.
-ALL_RUNS_GROUP = "runs-all"
-
-
-def team_group(team_id: int) -> str:
-    return f"team-{team_id}"
-
-
-# Every open websocket listens here for "check again who may see what" (access_changed): access
-# changes are rare admin or owner actions, so one broadcast and a query per open socket is cheap, and
-# no case (a teammate of a former team, a reviewer turned researcher, ...) can be missed.
-ACCESS_GROUP = "access"
-
-
 def access_changed() -> None:
     """Open websockets re-read their user, token, session and run visibility, and close (or leave
     the run lists they no longer see) at once. Call on commit of the change."""
-    send([(ACCESS_GROUP, {"type": "access.check"})])
-
-
-def connect_access_signals() -> None:
-    """Changes made outside the services (the admin's password form, `set_password` anywhere, a
-    user deleted in the admin) also reach open websockets: a changed password hash ends the user's
-    other sessions (websocket_user checks it), a deleted user ends everything they had open."""
-    from django.contrib.auth import get_user_model
-    from django.db.models import signals
-
-    user_model = get_user_model()
-    signals.pre_save.connect(_note_password_change, sender=user_model, dispatch_uid="crucible-access-password")
-    signals.post_save.connect(_on_user_saved, sender=user_model, dispatch_uid="crucible-access-user-saved")
-    signals.post_delete.connect(_on_user_deleted, sender=user_model, dispatch_uid="crucible-access-user-deleted")
-
-
-def _note_password_change(sender, instance, update_fields=None, **kwargs) -> None:
-    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
-        return  # a new user has no sockets; e.g. last_login updates name their fields
-    stored = sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
-    instance._crucible_password_changed = stored is not None and stored != instance.password
-
-
-def _on_user_saved(sender, instance, **kwargs) -> None:
-    if instance.__dict__.pop("_crucible_password_changed", False):
-        transaction.on_commit(access_changed)
-
-
-def _on_user_deleted(sender, instance, **kwargs) -> None:
-    transaction.on_commit(access_changed)
-
-
-def output_message(stream: str, offset: int, data: bytes) -> dict[str, Any]:
-    return {"type": "output", "stream": stream, "offset": offset, "data": base64.b64encode(data).decode()}
-
-
-def output_frames(stream: str, offset: int, data: bytes) -> list[dict[str, Any]]:
-    return [output_message(stream, offset + i, data[i : i + FRAME_BYTES]) for i in range(0, len(data), FRAME_BYTES)]
+    send([(ACCESS_GROUP, protocol.ACCESS_CHECK_EVENT)])
 
 
 class _Loop:
@@ -137,28 +72,25 @@ def send(messages: list[tuple[str, dict[str, Any]]]) -> None:
         logger.warning("could not publish %d live message(s)", len(messages), exc_info=True)
 
 
-def status_event(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "run.status", "payload": payload}
-
-
 def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any], list_groups: Sequence[str] = ()) -> None:
     """A status change goes to the run's page, to its owner's run list, and to the other run lists
     that show it (`list_groups`: reviewers' and admins', its team's when shared)."""
-    listed = status_event({"id": run_id, **payload})
-    send([(run_group(run_id), status_event(payload)), *((g, listed) for g in [user_group(owner_id), *list_groups])])
+    listed = protocol.status_event({"id": run_id, **payload})
+    to_lists = [(group, listed) for group in [user_group(owner_id), *list_groups]]
+    send([(run_group(run_id), protocol.status_event(payload)), *to_lists])
 
 
 class RunPublisher:
     """Stores and publishes one run's output and metric samples while it runs."""
 
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self.group = run_group(run_id)
-        self.store = RunLogWriter(run_id)
+    def __init__(self, run: StoredRun) -> None:
+        self.run_id = run.pk
+        self.group = run_group(run.pk)
+        self.store = RunLogWriter(run)
         self._pending: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._flusher, name=f"run-{run_id}-publisher", daemon=True)
+        self._thread = threading.Thread(target=self._flusher, name=f"run-{run.pk}-publisher", daemon=True)
         self._thread.start()
 
     # Called from the sandbox's pump thread: must be quick.
@@ -222,10 +154,10 @@ class RunPublisher:
         samples = []
         for item in batch:
             if item["kind"] == "output":
-                for frame in output_frames(item["stream"], item["offset"], bytes(item["data"])):
-                    messages.append((self.group, {"type": "run.output", "payload": frame}))
+                for frame in protocol.output_frames(item["stream"], item["offset"], bytes(item["data"])):
+                    messages.append((self.group, protocol.output_event(frame)))
             else:
                 samples.append(item["sample"])
         if samples:
-            messages.append((self.group, {"type": "run.metrics", "payload": {"type": "metrics", "samples": samples}}))
+            messages.append((self.group, protocol.metrics_event(samples)))
         send(messages)

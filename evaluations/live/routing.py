@@ -3,7 +3,7 @@ daphne answer HTTP 500)."""
 
 from django.urls import re_path
 
-from evaluations.consumers import RejectConsumer, RunConsumer, RunListConsumer
+from evaluations.live.consumers import RejectConsumer, RunConsumer, RunListConsumer
 
 websocket_urlpatterns = [
     re_path(r"^ws/runs/(?P<run_id>[0-9]{1,18})/$", RunConsumer.as_asgi()),

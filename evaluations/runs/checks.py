@@ -8,7 +8,7 @@ from django.core import checks
 
 @checks.register("sandbox", deploy=True)
 def sandbox_works(app_configs=None, **kwargs):
-    from evaluations.execution import engine_from_settings
+    from evaluations.runs.engines import engine_from_settings
     from sandbox.doctor import diagnose
 
     return [

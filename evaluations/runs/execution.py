@@ -1,9 +1,8 @@
-"""Runs one Run through the sandbox: Run row → sandbox.ExecRequest → engine → services.run_finish.
+"""The worker side of a run: Run row → sandbox.ExecRequest → engine → services.run_finish.
 
-Every outcome ends the run: limits and exit codes come back in the result, and any exception here
-is our fault and ends the run as error/sandbox_error. Nothing leaves a run `running`. While it runs,
-output and metric samples go to the log store and the run's websocket group (realtime.py), and a
-watcher turns a cancel request in the database into the engine's cancel event.
+Every outcome ends the run (any exception here is ours: error/sandbox_error). Output and samples go
+to the log store and the run's group while it runs; a watcher turns a cancel request into the
+engine's cancel event.
 """
 
 from __future__ import annotations
@@ -11,53 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
 import sandbox
-from evaluations import services
+from evaluations.live.publisher import RunPublisher
 from evaluations.models import Run, RunReason
-from evaluations.realtime import RunPublisher
+from evaluations.runs import services
+from evaluations.runs.engines import engine_from_settings
+from evaluations.runs.validation import project_files
 
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2
-
-
-def engine_from_settings() -> sandbox.ExecutionEngine:
-    config = sandbox.EngineConfig(
-        images_dir=settings.CRUCIBLE_IMAGES_DIR,
-        state_dir=settings.CRUCIBLE_SANDBOX_STATE_DIR,
-        runsc_path=settings.CRUCIBLE_RUNSC_PATH,
-        docker_url=settings.CRUCIBLE_DOCKER_URL,
-    )
-    return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)
-
-
-_engines: dict[tuple[str, sandbox.EngineConfig], sandbox.ExecutionEngine] = {}
-_engines_lock = threading.Lock()
-
-
-def _engine(name: str, config: sandbox.EngineConfig) -> sandbox.ExecutionEngine:
-    # One engine per worker process and configuration: it caches the runtime's version and platform
-    # and keeps the runsc engine's warm launchers between runs (ended by close_engines()).
-    with _engines_lock:
-        engine = _engines.get((name, config))
-        if engine is None:
-            engine = _engines[(name, config)] = sandbox.get_engine(name, config)
-        return engine
-
-
-def close_engines() -> None:
-    """End what this process's engines keep between runs (the runsc engine's warm launchers)."""
-    with _engines_lock:
-        engines = list(_engines.values())
-    for engine in engines:
-        try:
-            engine.close()
-        except Exception:
-            logger.exception("closing the %s engine failed", engine.name)
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:
@@ -70,9 +35,7 @@ def exec_request_for(run: Run) -> sandbox.ExecRequest:
     )
     sub = run.submission
     if sub.archive is not None:
-        files = services.project_files(
-            archive=bytes(sub.archive), archive_name=sub.archive_name, entrypoint=sub.entrypoint
-        )
+        files = project_files(archive=bytes(sub.archive), archive_name=sub.archive_name, entrypoint=sub.entrypoint)
     else:
         files = {sub.entrypoint: sub.code.encode("utf-8")}
     return sandbox.ExecRequest(
@@ -134,10 +97,11 @@ class _Samples:
         }
 
 
-def run_execute(run_id: int) -> bool:
+def run_in_sandbox(run_id: int) -> bool:
     """Run it if it is still queued; False (and nothing changed) if another delivery has it."""
     if not services.run_claim(run_id=run_id):
         logger.info("run %s is not queued; skipping this delivery", run_id)
+        services.run_lost_check_schedule(run_id=run_id)
         return False
     publisher: RunPublisher | None = None
     try:
@@ -145,7 +109,7 @@ def run_execute(run_id: int) -> bool:
         engine = engine_from_settings()
         engine.check()
         request = exec_request_for(run)
-        publisher = RunPublisher(run_id)
+        publisher = RunPublisher(run)
         pub, samples = publisher, _Samples()
         with _CancelWatcher(run_id) as cancel:
             result = engine.execute(

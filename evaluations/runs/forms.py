@@ -1,9 +1,12 @@
+"""The browser's submission form; the checks that matter are the service's (runs/validation.py)."""
+
 from __future__ import annotations
 
 from django import forms
 from django.conf import settings
 
-from evaluations.quotas import RunCeilings, run_ceilings
+from evaluations.accounts.quotas import RunCeilings, run_ceilings
+from evaluations.runs.uploads import argv_from_text
 
 
 class SubmissionForm(forms.Form):
@@ -50,6 +53,9 @@ class SubmissionForm(forms.Form):
         self.fields["wall_seconds"].help_text = f"at most {max_wall:g} s"
         self.fields["memory_mb"].widget.attrs["placeholder"] = str(min(settings.CRUCIBLE_DEFAULT_MEMORY_MB, max_mb))
         self.fields["memory_mb"].help_text = f"at most {max_mb} MiB"
+
+    def clean_argv(self) -> list[str]:
+        return argv_from_text(self.cleaned_data.get("argv"))
 
     def clean(self):
         data = super().clean()

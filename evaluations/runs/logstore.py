@@ -1,8 +1,8 @@
 """Durable run output and metric samples, through Django's Storage API (storages["logs"]).
 
-Workers append each chunk at its byte offset BEFORE publishing it, so a reader that joins the live
-stream and then reads the store misses nothing (docs/live-runs.md). Appending needs a local path
-(FileSystemStorage.path); reading goes through storage.open, so another backend can serve reads.
+Workers append each chunk at its byte offset BEFORE publishing it (docs/live-runs.md). A run's files
+are named after its id and the moment it was queued, so no run ever reads bytes that another run
+with the same id wrote (a database restored, or recreated, under a store that was kept).
 """
 
 from __future__ import annotations
@@ -10,36 +10,51 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import IO, Any
+from datetime import datetime
+from typing import IO, Any, Protocol
 
 from django.core.files.storage import storages
 
-STREAMS = ("stdout", "stderr")
+from sandbox.contract import Stream
+
+STREAMS = tuple(s.value for s in Stream)
+
+
+class StoredRun(Protocol):
+    """What the store needs of a run (a Run row has both)."""
+
+    pk: Any
+    queued_at: datetime
 
 
 def _storage():
     return storages["logs"]
 
 
-def log_name(run_id: int, stream: str) -> str:
+def _run_dir(run: StoredRun) -> str:
+    queued = round(run.queued_at.timestamp() * 1_000_000)
+    return f"runs/{run.pk}-{queued}"
+
+
+def log_name(run: StoredRun, stream: str) -> str:
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}")
-    return f"runs/{run_id}/{stream}.log"
+    return f"{_run_dir(run)}/{stream}.log"
 
 
-def metrics_name(run_id: int) -> str:
-    return f"runs/{run_id}/metrics.jsonl"
+def metrics_name(run: StoredRun) -> str:
+    return f"{_run_dir(run)}/metrics.jsonl"
 
 
-def log_size(run_id: int, stream: str) -> int:
+def log_size(run: StoredRun, stream: str) -> int:
     storage = _storage()
-    name = log_name(run_id, stream)
+    name = log_name(run, stream)
     return storage.size(name) if storage.exists(name) else 0
 
 
-def log_read(run_id: int, stream: str, offset: int = 0, limit: int | None = None) -> bytes:
+def log_read(run: StoredRun, stream: str, offset: int = 0, limit: int | None = None) -> bytes:
     storage = _storage()
-    name = log_name(run_id, stream)
+    name = log_name(run, stream)
     if not storage.exists(name):
         return b""
     with storage.open(name, "rb") as f:
@@ -47,9 +62,9 @@ def log_read(run_id: int, stream: str, offset: int = 0, limit: int | None = None
         return f.read() if limit is None else f.read(limit)
 
 
-def metrics_read(run_id: int) -> list[dict[str, Any]]:
+def metrics_read(run: StoredRun) -> list[dict[str, Any]]:
     storage = _storage()
-    name = metrics_name(run_id)
+    name = metrics_name(run)
     if not storage.exists(name):
         return []
     samples = []
@@ -62,9 +77,9 @@ def metrics_read(run_id: int) -> list[dict[str, Any]]:
     return samples
 
 
-def run_logs_delete(run_id: int) -> None:
+def run_logs_delete(run: StoredRun) -> None:
     storage = _storage()
-    for name in [log_name(run_id, s) for s in STREAMS] + [metrics_name(run_id)]:
+    for name in [log_name(run, s) for s in STREAMS] + [metrics_name(run)]:
         if storage.exists(name):
             storage.delete(name)
 
@@ -72,13 +87,13 @@ def run_logs_delete(run_id: int) -> None:
 class RunLogWriter:
     """Appends one run's output and samples; offsets are checked so a replay can trust them."""
 
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
+    def __init__(self, run: StoredRun) -> None:
+        self.run_id = run.pk
         storage = _storage()
-        run_logs_delete(run_id)  # a re-delivered run starts its logs afresh
+        run_logs_delete(run)  # a re-delivered run starts its logs afresh
         self._files: dict[str, IO[bytes]] = {}
         for name in [*STREAMS, "metrics"]:
-            rel = metrics_name(run_id) if name == "metrics" else log_name(run_id, name)
+            rel = metrics_name(run) if name == "metrics" else log_name(run, name)
             path = storage.path(rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._files[name] = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()

@@ -1,4 +1,4 @@
-"""Writes: creating submissions and runs, and every run status transition.
+"""Writes on runs: submitting, re-running, cancelling, sharing, and every status transition.
 
 Transitions are conditional UPDATEs (`filter(status=...).update(...)`) whose row count decides the
 outcome, so a repeated Celery delivery or a race between two workers changes nothing twice.
@@ -7,146 +7,77 @@ outcome, so a repeated Celery delivery or a race between two workers changes not
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import sandbox
-from evaluations import audit, realtime, selectors
-from evaluations.models import Profile, Role, Run, RunReason, RunStatus, Submission, Team, WorkerHeartbeat
-from evaluations.quotas import Ceiling, Quotas, owner_lock, quota_check_new_run, quotas_for, run_ceilings
-from sandbox.archive import unpack_archive
+from evaluations.accounts import audit
+from evaluations.accounts.quotas import owner_lock, quota_check_new_run, quotas_for, run_ceilings
+from evaluations.live import groups, protocol, publisher
+from evaluations.live.selectors import run_list_audience
+from evaluations.models import Run, RunReason, RunStatus, Submission, WorkerHeartbeat
+from evaluations.runs import selectors
+from evaluations.runs.tasks import execute_run, reap_lost_runs
+from evaluations.runs.uploads import UploadedSource, read_upload
+from evaluations.runs.validation import (
+    archive_size_validate,
+    code_validate,
+    entrypoint_clean,
+    limits_build,
+    submission_name_clean,
+    project_files,
+    run_inputs_validate,
+)
+from sandbox.contract import MiB
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-# The smallest limits the sandbox accepts (the quota fields are validated against the same specs).
-MIN_MEMORY_MB = sandbox.LIMIT_SPECS["memory_bytes"].minimum // MiB
-MIN_WALL_SECONDS = sandbox.LIMIT_SPECS["wall_seconds"].minimum
 # How long past its wall limit a run may stay "running" before it is declared lost.
 LOST_RUN_GRACE_SECONDS = 120
 # How many waiting runs are told their new queue position when the queue moves.
 QUEUE_UPDATES = 50
 
 
-def limits_build(*, wall_seconds: float | None, memory_mb: int | None, quotas: Quotas | None = None) -> sandbox.Limits:
-    """Validate user-requested limits and return sandbox Limits. The maxima are the site's, or the
-    user's quotas where those are lower; the output cap is not requested: every run gets the maximum."""
-    errors: dict[str, str] = {}
-    ceilings = run_ceilings(quotas)
-    max_wall, max_mb = ceilings.wall_seconds.value, ceilings.memory_mb.value
-    # A default above a user's maximum is lowered to it: leaving the field empty always works.
-    wall = min(settings.CRUCIBLE_DEFAULT_WALL_SECONDS, max_wall) if wall_seconds is None else wall_seconds
-    memory = min(settings.CRUCIBLE_DEFAULT_MEMORY_MB, max_mb) if memory_mb is None else memory_mb
-    # `not (a <= x <= b)` is also true for NaN.
-    if not (MIN_WALL_SECONDS <= wall <= max_wall):
-        errors["wall_seconds"] = (
-            f"must be between {MIN_WALL_SECONDS:g} and {max_wall:g} seconds{ceilings.wall_seconds.why()}, got {wall:g}"
-        )
-    if not (MIN_MEMORY_MB <= memory <= max_mb):
-        errors["memory_mb"] = (
-            f"must be between {MIN_MEMORY_MB} and {max_mb} MiB{ceilings.memory_mb.why()}, got {memory}"
-        )
-    if errors:
-        raise ValidationError(errors)
-    memory_bytes = int(memory) * MiB
-    output = int(ceilings.output_bytes.value)
-    try:
-        return sandbox.Limits(
-            wall_seconds=float(wall),
-            memory_bytes=memory_bytes,
-            tmp_bytes=min(sandbox.Limits.tmp_bytes, memory_bytes // 2),
-            stdout_bytes=output,
-            stderr_bytes=output,
-        )
-    except sandbox.InvalidRequest as exc:
-        raise ValidationError({exc.field: exc.message}) from exc
+@dataclass(frozen=True)
+class SubmissionInput:
+    """What a user submits through the browser form or the API, not yet checked."""
+
+    name: str | None = None
+    code: str | None = None
+    file: Any = None  # an uploaded .py file or project archive (a Django UploadedFile)
+    entrypoint: str | None = None
+    stdin: str = ""
+    argv: list[str] | None = None
+    wall_seconds: float | None = None
+    memory_mb: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data) -> SubmissionInput:
+        """From a form's cleaned_data or a serializer's validated_data (absent or None: the default)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None})
 
 
-def code_validate(code: str, *, field: str = "code", ceiling: Ceiling | None = None) -> None:
-    max_bytes = settings.CRUCIBLE_MAX_CODE_BYTES if ceiling is None else int(ceiling.value)
-    why = ceiling.why() if ceiling is not None else ""
-    if not code.strip():
-        raise ValidationError({field: "must not be empty: paste Python code or upload a .py file"})
-    try:
-        size = len(code.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError({field: "is not valid UTF-8 text"}) from None
-    if size > max_bytes:
-        raise ValidationError({field: f"is {size} bytes; the limit is {max_bytes} bytes{why}"})
-    if "\x00" in code:
-        raise ValidationError({field: "contains a NUL byte; Python source cannot"})
-
-
-def archive_size_validate(archive: bytes | memoryview, *, ceiling: Ceiling) -> None:
-    if len(archive) > ceiling.value:
-        raise ValidationError(
-            {"file": f"is {len(archive)} bytes; the limit for a project is {int(ceiling.value)} bytes{ceiling.why()}"}
-        )
-
-
-def name_clean(name: str | None) -> str:
-    name = (name or "").strip() or "untitled"
-    if len(name) > 200:
-        raise ValidationError({"name": f"must be at most 200 characters, got {len(name)}"})
-    if "\x00" in name:
-        raise ValidationError({"name": "contains a NUL byte"})
-    return name
-
-
-MAX_ARGS = 256
-MAX_ARG_CHARS = 4096
-
-
-def project_files(*, archive: bytes, archive_name: str, entrypoint: str) -> dict[str, bytes]:
-    """The checked files of a project archive; ValidationError naming the offending entry."""
-    try:
-        files = unpack_archive(
-            archive,
-            archive_name,
-            max_entries=settings.CRUCIBLE_MAX_PROJECT_FILES,
-            max_total_bytes=settings.CRUCIBLE_MAX_PROJECT_BYTES,
-        )
-    except sandbox.InvalidRequest as exc:
-        raise ValidationError({"file": exc.message}) from exc
-    if entrypoint not in files:
-        listed = ", ".join(sorted(n for n in files if n.endswith(".py"))[:20]) or "no .py files"
-        raise ValidationError({"entrypoint": f"{entrypoint!r} is not in the archive; its Python files: {listed}"})
-    return files
-
-
-def entrypoint_clean(entrypoint: str | None) -> str:
-    entrypoint = (entrypoint or "").strip() or "main.py"
-    try:
-        sandbox.check_relative_path(entrypoint)
-    except sandbox.InvalidRequest:
-        raise ValidationError(
-            {"entrypoint": f"must be a relative path inside the project, got {entrypoint!r}"}
-        ) from None
-    if not entrypoint.endswith(".py") or len(entrypoint) > 255:
-        raise ValidationError({"entrypoint": "must name a .py file (at most 255 characters)"})
-    return entrypoint
-
-
-def run_inputs_validate(*, stdin: str, argv: list[str]) -> None:
-    max_stdin = settings.CRUCIBLE_MAX_STDIN_BYTES
-    try:
-        size = len(stdin.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError({"stdin": "is not valid UTF-8 text"}) from None
-    if size > max_stdin:
-        raise ValidationError({"stdin": f"is {size} bytes; the limit is {max_stdin} bytes"})
-    if "\x00" in stdin:
-        raise ValidationError({"stdin": "contains a NUL byte"})
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        raise ValidationError({"argv": "must be a list of strings"})
-    if len(argv) > MAX_ARGS or any(len(a) > MAX_ARG_CHARS or "\x00" in a for a in argv):
-        raise ValidationError(
-            {"argv": f"at most {MAX_ARGS} arguments of at most {MAX_ARG_CHARS} characters, without NUL"}
-        )
+def submission_submit(*, owner, data: SubmissionInput, ip: str | None = None) -> Run:
+    """The browser form's and the API's one entry point: read the upload, then submission_create."""
+    source = read_upload(data.file, field="file") if data.file else UploadedSource(code=data.code or "")
+    return submission_create(
+        owner=owner,
+        name=data.name,
+        code=source.code,
+        archive=source.archive,
+        archive_name=source.archive_name,
+        entrypoint=data.entrypoint,
+        stdin=data.stdin,
+        argv=data.argv,
+        wall_seconds=data.wall_seconds,
+        memory_mb=data.memory_mb,
+        ip=ip,
+    )
 
 
 def submission_create(
@@ -168,7 +99,7 @@ def submission_create(
     input (ValidationError), then the owner's quotas (QuotaExceeded), counted and inserted under
     the owner's lock so parallel submissions cannot pass a quota together.
     `ip`: the client's address, for the audit log."""
-    clean_name = name_clean(name)
+    clean_name = submission_name_clean(name)
     argv = [] if argv is None else argv
     run_inputs_validate(stdin=stdin, argv=argv)
     if (code is None) == (archive is None):
@@ -214,8 +145,6 @@ def submission_create(
 
 
 def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
-    from evaluations.tasks import run_execute
-
     run = Run.objects.create(
         submission=submission,
         wall_seconds=limits.wall_seconds,
@@ -223,7 +152,7 @@ def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
         stdout_limit_bytes=limits.stdout_bytes,
         stderr_limit_bytes=limits.stderr_bytes,
     )
-    transaction.on_commit(lambda: run_execute.delay(run.pk))
+    transaction.on_commit(lambda: execute_run.delay(run.pk))
     return run
 
 
@@ -286,6 +215,14 @@ def run_lost_check_delay(*, run_id: int) -> float | None:
         return None
     due = row[0] + timedelta(seconds=row[1] + LOST_RUN_GRACE_SECONDS + 1)
     return max(1.0, (due - timezone.now()).total_seconds())
+
+
+def run_lost_check_schedule(*, run_id: int) -> None:
+    """A redelivered run that is `running` may have lost its first worker: look again once it is
+    past its wall limit (run_reap_lost then ends it as error/worker_lost if it is still running)."""
+    delay = run_lost_check_delay(run_id=run_id)
+    if delay is not None:
+        reap_lost_runs.apply_async(countdown=delay)
 
 
 def run_reap_lost(*, now=None) -> int:
@@ -392,12 +329,10 @@ def run_rerun(
 def _publish_queue_positions() -> None:
     """The queue moved: tell the first waiting runs' pages their new position, in one query and
     one send (run lists do not show positions, so owners' list sockets are not bothered)."""
-    from evaluations import realtime, selectors
-
     waiting = Run.objects.filter(status=RunStatus.QUEUED).order_by("queued_at", "id")[:QUEUE_UPDATES]
-    realtime.send(
+    publisher.send(
         [
-            (realtime.run_group(run.pk), realtime.status_event(selectors.run_status_payload(run=run, queue_position=i)))
+            (groups.run_group(run.pk), protocol.status_event(selectors.run_status_payload(run=run, queue_position=i)))
             for i, run in enumerate(waiting)
         ]
     )
@@ -405,152 +340,16 @@ def _publish_queue_positions() -> None:
 
 def _publish_status_on_commit(run_id: int) -> None:
     def publish() -> None:
-        from evaluations import realtime, selectors
-
         run = Run.objects.select_related("submission").filter(pk=run_id).first()
         if run is not None:
-            realtime.publish_status(
+            publisher.publish_status(
                 run_id=run_id,
                 owner_id=run.submission.owner_id,
                 payload=selectors.run_status_payload(run=run),
-                list_groups=selectors.run_list_audience(run=run),
+                list_groups=run_list_audience(run=run),
             )
 
     transaction.on_commit(publish)
-
-
-# --- Accounts: users, roles, teams, sharing. Every change is audited in its own transaction. ---------
-
-
-class SelfLockout(ValidationError):
-    """An admin tried to take their own access away (role or active flag)."""
-
-
-def _user_target(user) -> str:
-    return f"user:{user.get_username()}"
-
-
-def _forget_cached_profile(user) -> None:
-    user.__dict__.pop("_crucible_profile", None)  # permissions.py caches it on the user object
-
-
-def _close_lost_access_on_commit() -> None:
-    """Open websockets check again, once the change is visible to them, who may see what."""
-    transaction.on_commit(realtime.access_changed)
-
-
-@transaction.atomic
-def user_create(*, actor, user, role: str = Role.RESEARCHER, team: Team | None = None, request=None, via: str):
-    """Store a new user (an unsaved User, its password already set or made unusable by the form)
-    with its role and team. `actor` None means the user signed up themselves."""
-    if role not in Role.values:
-        raise ValidationError({"role": f"must be one of {', '.join(Role.values)}, got {role!r}"})
-    user.is_staff = role == Role.ADMIN
-    user.is_superuser = False
-    user.save()
-    Profile.objects.create(user=user, role=role, team=team)
-    audit.audit_record(
-        actor=actor if actor is not None else user,
-        action=audit.USER_CREATE,
-        target=_user_target(user),
-        request=request,
-        data={
-            "role": role,
-            "team": team.name if team else None,
-            "via": via,
-            "can_log_in": user.has_usable_password(),
-        },
-    )
-    return user
-
-
-@transaction.atomic
-def user_set_role(*, actor, user, role: str, request=None) -> bool:
-    """Give `user` exactly one role. Admins get is_staff (they use the Django admin); anyone else
-    loses is_staff and is_superuser, so no flag grants more than the role. True if it changed."""
-    if role not in Role.values:
-        raise ValidationError({"role": f"must be one of {', '.join(Role.values)}, got {role!r}"})
-    old = selectors.user_role(user=user)
-    if actor is not None and actor.pk == user.pk and role != old:
-        raise SelfLockout({"role": "you cannot change your own role; ask another admin"})
-    Profile.objects.update_or_create(user=user, defaults={"role": role})
-    flags = {"is_staff": role == Role.ADMIN}
-    if role != Role.ADMIN:
-        flags["is_superuser"] = False
-    type(user).objects.filter(pk=user.pk).update(**flags)
-    for name, value in flags.items():
-        setattr(user, name, value)
-    _forget_cached_profile(user)
-    if old == role:
-        return False
-    _close_lost_access_on_commit()
-    audit.audit_record(
-        actor=actor,
-        action=audit.ROLE_CHANGE,
-        target=_user_target(user),
-        request=request,
-        data={"from": old, "to": role},
-    )
-    return True
-
-
-@transaction.atomic
-def user_set_team(*, actor, user, team: Team | None, request=None) -> bool:
-    profile = Profile.objects.filter(user_id=user.pk).select_related("team").first()
-    old = profile.team if profile is not None else None
-    if old == team:
-        return False
-    Profile.objects.update_or_create(
-        user=user, defaults={"team": team}, create_defaults={"role": selectors.user_role(user=user), "team": team}
-    )
-    _forget_cached_profile(user)
-    _close_lost_access_on_commit()
-    audit.audit_record(
-        actor=actor,
-        action=audit.USER_CHANGE,
-        target=_user_target(user),
-        request=request,
-        data={"team": {"from": old.name if old else None, "to": team.name if team else None}},
-    )
-    return True
-
-
-# Fields an admin may change on a user through user_update (the password has its own forms).
-USER_FIELDS = ("username", "first_name", "last_name", "email", "is_active")
-
-
-@transaction.atomic
-def user_update(*, actor, user, changes: dict, request=None) -> list[str]:
-    """Apply field changes to a user; deactivation is audited as such, the rest as one change.
-    Returns the names of the fields that changed."""
-    unknown = set(changes) - set(USER_FIELDS)
-    if unknown:
-        raise ValueError(f"user_update cannot change {sorted(unknown)}")
-    current = type(user).objects.filter(pk=user.pk).values(*USER_FIELDS).get()
-    changed = {name: {"from": current[name], "to": value} for name, value in changes.items() if current[name] != value}
-    if not changed:
-        return []
-    if changed.get("is_active", {}).get("to") is False and actor is not None and actor.pk == user.pk:
-        raise SelfLockout({"is_active": "you cannot deactivate yourself; ask another admin"})
-    type(user).objects.filter(pk=user.pk).update(**{name: change["to"] for name, change in changed.items()})
-    for name, change in changed.items():
-        setattr(user, name, change["to"])
-    if "is_active" in changed:
-        _close_lost_access_on_commit()
-    rest = dict(changed)
-    if rest.get("is_active", {}).get("to") is False:
-        del rest["is_active"]
-        audit.audit_record(actor=actor, action=audit.USER_DEACTIVATE, target=_user_target(user), request=request)
-    if rest:
-        audit.audit_record(actor=actor, action=audit.USER_CHANGE, target=_user_target(user), request=request, data=rest)
-    return sorted(changed)
-
-
-def user_deactivate(*, actor, user, request=None) -> bool:
-    """Deactivate (never delete: the audit log and runs keep their owner). Their sessions and API
-    tokens stop working at once, because both check is_active on every request, and the websockets
-    they have open are closed (user_update tells them to check)."""
-    return bool(user_update(actor=actor, user=user, changes={"is_active": False}, request=request))
 
 
 @transaction.atomic
@@ -561,7 +360,7 @@ def submission_set_shared(*, actor, submission: Submission, shared: bool, reques
     )
     submission.shared_with_team = shared
     if changed and not shared:
-        _close_lost_access_on_commit()  # teammates following its runs must stop
+        transaction.on_commit(publisher.access_changed)  # teammates following its runs must stop
     if changed:
         audit.audit_record(
             actor=actor,
@@ -574,7 +373,7 @@ def submission_set_shared(*, actor, submission: Submission, shared: bool, reques
 
 
 def worker_heartbeat(*, hostname: str, started, concurrency: int, now=None) -> None:
-    """A worker says it is alive (evaluations/tasks.py, every few seconds); the ops page reads it."""
+    """A worker says it is alive (evaluations/runs/worker.py, every few seconds); the ops page reads it."""
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname[:200],
         defaults={"started": started, "last_seen": now or timezone.now(), "concurrency": concurrency},

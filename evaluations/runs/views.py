@@ -1,4 +1,5 @@
-"""Server-rendered pages: thin views over selectors and services."""
+"""Run pages: the list, a run, submitting, cancelling, re-running and sharing; thin views over
+selectors and services."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import sandbox
-from evaluations import quotas, selectors, services
-from evaluations.audit import client_ip
-from evaluations.forms import SubmissionForm
-from evaluations.permissions import allowed, require
-from evaluations.uploads import UploadedSource, argv_from_text, read_upload
+from evaluations.accounts import quotas
+from evaluations.accounts.audit import client_ip
+from evaluations.accounts.permissions import allowed, require
+from evaluations.accounts.selectors import user_team
+from evaluations.runs import selectors, services
+from evaluations.runs.forms import SubmissionForm
 
 
 def id_from_form(text: str) -> int | None:
@@ -58,7 +60,7 @@ def run_detail(request, run_id: int):
     sharing = {
         "can_change": allowed(request.user, "evaluations.share_submission", run),
         "mine": run.submission.owner_id == request.user.pk,
-        "team": selectors.user_team(user=run.submission.owner),
+        "team": user_team(user=run.submission.owner),
     }
     return render(request, "evaluations/run_detail.html", {"run": run, "page": page, "sharing": sharing})
 
@@ -75,7 +77,7 @@ def submission_share(request, submission_id: int):
         return render(request, "error.html", {"title": "Bad request", "message": message}, status=400)
     shared = choice == "true"
     services.submission_set_shared(actor=request.user, submission=run.submission, shared=shared, request=request)
-    team = selectors.user_team(user=request.user)
+    team = user_team(user=request.user)
     if shared:
         messages.success(request, f"Shared with your team{f' ({team.name})' if team else ''}: they can read its runs.")
     else:
@@ -89,7 +91,7 @@ def submission_share(request, submission_id: int):
 
 @login_required
 @require_POST
-def run_cancel(request, run_id: int):
+def run_cancel_view(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
     require(request.user, "evaluations.cancel_run", run)
     try:
@@ -101,7 +103,7 @@ def run_cancel(request, run_id: int):
 
 @login_required
 @require_POST
-def run_rerun(request, run_id: int):
+def run_rerun_view(request, run_id: int):
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
     require(request.user, "evaluations.rerun_run", run)
     try:
@@ -123,25 +125,9 @@ def submission_new(request):
     form = SubmissionForm(request.POST or None, request.FILES or None, ceilings=ceilings)
     over_quota = False
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            source = (
-                read_upload(data["file"], field="file")
-                if data.get("file")
-                else UploadedSource(code=data.get("code", ""))
-            )
-            run = services.submission_create(
-                owner=request.user,
-                name=data.get("name"),
-                code=source.code,
-                archive=source.archive,
-                archive_name=source.archive_name,
-                entrypoint=data.get("entrypoint"),
-                stdin=data.get("stdin", ""),
-                argv=argv_from_text(data.get("argv")),
-                wall_seconds=data.get("wall_seconds"),
-                memory_mb=data.get("memory_mb"),
-                ip=client_ip(request),
+            run = services.submission_submit(
+                owner=request.user, data=services.SubmissionInput.from_mapping(form.cleaned_data), ip=client_ip(request)
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
@@ -154,12 +140,6 @@ def submission_new(request):
             return redirect("run-detail", run_id=run.pk)
     status = 429 if over_quota else 400 if form.errors else 200
     return render(request, "evaluations/submission_new.html", {"form": form}, status=status)
-
-
-@login_required
-def usage(request):
-    report = quotas.usage_report(request.user)
-    return render(request, "evaluations/usage.html", {"report": report})
 
 
 def bad_request(request, exception=None):

@@ -107,7 +107,7 @@ def e2e_user(transactional_db) -> E2EUser:
     """A user with a password and an API token, committed so daphne sees it."""
     from django.contrib.auth import get_user_model
 
-    from evaluations import tokens
+    from evaluations.accounts import tokens
 
     username = f"e2e{next(_serial)}-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)

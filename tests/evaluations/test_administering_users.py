@@ -15,7 +15,8 @@ from django.contrib.auth import authenticate, get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from evaluations import audit, selectors, services
+from evaluations.accounts import audit, roles
+from evaluations.accounts import services as account_services
 from evaluations.models import AuditEvent, Profile, QuotaOverride, QuotaPolicy, Role, Run, Team
 
 User = get_user_model()
@@ -31,8 +32,8 @@ def fast_password_hashing(settings) -> None:
 def make_member(make_user):
     def _make(name: str, role: str = Role.RESEARCHER, team=None, **fields):
         user = make_user(name, **fields)
-        services.user_set_role(actor=None, user=user, role=role)
-        services.user_set_team(actor=None, user=user, team=team)
+        account_services.user_set_role(actor=None, user=user, role=role)
+        account_services.user_set_team(actor=None, user=user, team=team)
         return user
 
     return _make
@@ -192,7 +193,7 @@ def test_a_username_taken_at_the_same_moment_leaves_one_user_and_a_clean_answer(
     holds the write lock from the check to the save, so there the other insert waits and loses."""
     from django.db import IntegrityError, connection
 
-    from evaluations.admin import UserCreationWithEmailForm
+    from evaluations.admin.users import UserCreationWithEmailForm
 
     validate = UserCreationWithEmailForm._post_clean  # the form's last check, the uniqueness one included
     other: dict = {}
@@ -259,7 +260,7 @@ def test_making_someone_an_admin_gives_them_the_admin_and_taking_it_away_removes
 def test_a_superuser_given_another_role_is_no_longer_a_superuser(admin_user, make_user) -> None:
     root = make_user("root", is_superuser=True, is_staff=True)
 
-    services.user_set_role(actor=admin_user, user=root, role=Role.RESEARCHER)
+    account_services.user_set_role(actor=admin_user, user=root, role=Role.RESEARCHER)
 
     root = User.objects.get(pk=root.pk)
     assert not root.is_superuser and not root.is_staff
@@ -291,7 +292,7 @@ def test_saving_a_superusers_page_for_an_email_change_keeps_them_admin(admin_cli
 
     root = User.objects.get(pk=root.pk)
     assert root.email == "root@example.org"
-    assert root.is_superuser and root.is_staff and selectors.user_role(user=root) == Role.ADMIN
+    assert root.is_superuser and root.is_staff and roles.stored_role(root) == Role.ADMIN
     assert not events(audit.ROLE_CHANGE, "user:root")
 
 
@@ -351,8 +352,8 @@ def test_an_admin_cannot_take_away_their_own_role_or_access(admin_client, admin_
     assert response.status_code == 200
     assert "You cannot change your own role" in response.content.decode()
     assert Profile.objects.get(user=admin_user).role == Role.ADMIN
-    with pytest.raises(services.SelfLockout):
-        services.user_deactivate(actor=admin_user, user=admin_user)
+    with pytest.raises(account_services.SelfLockout):
+        account_services.user_deactivate(actor=admin_user, user=admin_user)
 
 
 def test_users_cannot_be_deleted_only_deactivated(admin_client, make_member) -> None:

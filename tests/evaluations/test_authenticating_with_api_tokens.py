@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from evaluations import tokens
+from evaluations.accounts import tokens
 
 RUNS = "/api/v1/runs/"
 

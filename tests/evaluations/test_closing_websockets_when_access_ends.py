@@ -12,8 +12,10 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 
-from evaluations import services, tokens
+from evaluations.accounts import services as account_services
+from evaluations.accounts import tokens
 from evaluations.models import Role, Team
+from evaluations.runs import services
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -88,7 +90,7 @@ async def test_deactivating_a_user_closes_the_sockets_they_have_open(make_user, 
     run_socket = await open_socket(f"/ws/runs/{run.pk}/", headers)
     list_socket = await open_socket("/ws/runs/", headers)
 
-    await in_db(services.user_deactivate, actor=admin, user=alice)
+    await in_db(account_services.user_deactivate, actor=admin, user=alice)
 
     assert await closed_with(run_socket) == 4401
     assert await closed_with(list_socket) == 4401
@@ -128,7 +130,7 @@ async def test_unsharing_closes_teammates_sockets_on_its_runs_but_not_the_owners
         lab = Team.objects.create(name="lab")
         owner, teammate = make_user("owner"), make_user("teammate")
         for user in (owner, teammate):
-            services.user_set_team(actor=None, user=user, team=lab)
+            account_services.user_set_team(actor=None, user=user, team=lab)
         run = make_run(owner, status="running")
         services.submission_set_shared(actor=owner, submission=run.submission, shared=True)
         return owner, teammate, run
@@ -146,14 +148,14 @@ async def test_unsharing_closes_teammates_sockets_on_its_runs_but_not_the_owners
 async def test_a_reviewer_made_researcher_loses_other_peoples_runs_at_once(make_user, make_run):
     def world():
         admin, reviewer, alice = make_user("admin"), make_user("reviewer"), make_user("alice")
-        services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
-        services.user_set_role(actor=None, user=reviewer, role=Role.REVIEWER)
+        account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
+        account_services.user_set_role(actor=None, user=reviewer, role=Role.REVIEWER)
         return admin, reviewer, make_run(alice, status="running")
 
     admin, reviewer, run = await in_db(world)
     socket = await open_socket(f"/ws/runs/{run.pk}/", session_headers(await in_db(logged_in, reviewer)))
 
-    await in_db(services.user_set_role, actor=admin, user=reviewer, role=Role.RESEARCHER)
+    await in_db(account_services.user_set_role, actor=admin, user=reviewer, role=Role.RESEARCHER)
 
     assert await closed_with(socket) == 4404
 
@@ -161,14 +163,14 @@ async def test_a_reviewer_made_researcher_loses_other_peoples_runs_at_once(make_
 async def test_a_run_list_hears_what_the_new_role_may_see(make_user, make_run):
     def world():
         admin, reviewer, alice = make_user("admin"), make_user("reviewer"), make_user("alice")
-        services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
-        services.user_set_role(actor=None, user=reviewer, role=Role.REVIEWER)
+        account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
+        account_services.user_set_role(actor=None, user=reviewer, role=Role.REVIEWER)
         return admin, reviewer, make_run(alice), make_run(reviewer)
 
     admin, reviewer, alices_run, own_run = await in_db(world)
     socket = await open_socket("/ws/runs/", session_headers(await in_db(logged_in, reviewer)))
 
-    await in_db(services.user_set_role, actor=admin, user=reviewer, role=Role.RESEARCHER)
+    await in_db(account_services.user_set_role, actor=admin, user=reviewer, role=Role.RESEARCHER)
     await socket.receive_nothing(timeout=QUIET)  # the socket re-joins its groups meanwhile
     for run in (alices_run, own_run):
         assert await in_db(services.run_claim, run_id=run.pk)  # queued → running, published on commit
@@ -183,7 +185,7 @@ async def test_a_run_list_hears_what_the_new_role_may_see(make_user, make_run):
 async def test_changes_to_someone_else_leave_a_socket_open(make_user, make_run, make_token):
     def world():
         admin, alice, bob = make_user("admin"), make_user("alice"), make_user("bob")
-        services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
+        account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
         return admin, alice, bob, make_run(alice, status="running")
 
     admin, alice, bob, run = await in_db(world)
@@ -191,8 +193,8 @@ async def test_changes_to_someone_else_leave_a_socket_open(make_user, make_run, 
     bobs_token = await in_db(make_token, bob)
 
     await in_db(tokens.token_revoke, token=bobs_token.row)
-    await in_db(services.user_set_role, actor=admin, user=bob, role=Role.REVIEWER)
-    await in_db(services.user_deactivate, actor=admin, user=bob)
+    await in_db(account_services.user_set_role, actor=admin, user=bob, role=Role.REVIEWER)
+    await in_db(account_services.user_deactivate, actor=admin, user=bob)
 
     assert await closed_with(socket) is None
 

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
+from evaluations.accounts.tokens import key_hash
 from evaluations.models import ApiToken
-from evaluations.tokens import key_hash
 
 User = get_user_model()
 

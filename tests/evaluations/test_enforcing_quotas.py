@@ -14,8 +14,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from evaluations import quotas, services
+from evaluations.accounts import quotas
 from evaluations.models import Profile, QuotaOverride, Role, Run, RunStatus
+from evaluations.runs import services
 
 SUBMIT = "/api/v1/submissions/"
 MiB = 1024 * 1024

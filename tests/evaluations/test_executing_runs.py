@@ -1,4 +1,4 @@
-"""execution.run_execute with the real runsc engine: claiming, finishing, repeats, and every failure ending the run."""
+"""run_in_sandbox with the real runsc engine: claiming, finishing, repeats, and every failure ending the run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 import sandbox
-from evaluations import execution, logstore, services
 from evaluations.models import Run, RunReason, RunStatus
+from evaluations.runs import execution, logstore, services
 
 
 def snapshot(run: Run) -> dict:
@@ -18,8 +18,8 @@ def snapshot(run: Run) -> dict:
     fresh = Run.objects.get(pk=run.pk)
     values = model_to_dict(fresh)
     values.update(
-        stdout=logstore.log_read(run.pk, "stdout"),
-        stderr=logstore.log_read(run.pk, "stderr"),
+        stdout=logstore.log_read(run, "stdout"),
+        stderr=logstore.log_read(run, "stderr"),
         started_at=fresh.started_at,
         finished_at=fresh.finished_at,
     )
@@ -47,11 +47,11 @@ def a_result(**fields) -> sandbox.ExecResult:
 def test_a_queued_run_runs_in_the_sandbox_and_succeeds(user, make_run) -> None:
     run = make_run(user, code="print('hello')\n")
 
-    assert execution.run_execute(run.pk) is True
+    assert execution.run_in_sandbox(run.pk) is True
 
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
-    assert logstore.log_read(run.pk, "stdout") == b"hello\n"
+    assert logstore.log_read(run, "stdout") == b"hello\n"
     assert run.exit_code == 0
     assert run.engine == "runsc"
     assert run.image_digest and run.runtime_version
@@ -60,10 +60,10 @@ def test_a_queued_run_runs_in_the_sandbox_and_succeeds(user, make_run) -> None:
 
 def test_a_second_delivery_returns_false_and_changes_nothing(user, make_run) -> None:
     run = make_run(user, code="print('hello')\n")
-    assert execution.run_execute(run.pk) is True
+    assert execution.run_in_sandbox(run.pk) is True
     before = snapshot(run)
 
-    assert execution.run_execute(run.pk) is False
+    assert execution.run_in_sandbox(run.pk) is False
 
     assert snapshot(run) == before
     assert before["status"] == RunStatus.SUCCEEDED
@@ -72,24 +72,24 @@ def test_a_second_delivery_returns_false_and_changes_nothing(user, make_run) -> 
 def test_a_program_that_exits_non_zero_fails_with_its_exit_code(user, make_run) -> None:
     run = make_run(user, code="import sys\nprint('oops', file=sys.stderr)\nsys.exit(3)\n")
 
-    execution.run_execute(run.pk)
+    execution.run_in_sandbox(run.pk)
 
     run.refresh_from_db()
     assert (run.status, run.reason, run.exit_code) == (RunStatus.FAILED, RunReason.EXIT_CODE, 3)
-    assert logstore.log_read(run.pk, "stderr") == b"oops\n"
+    assert logstore.log_read(run, "stderr") == b"oops\n"
 
 
 def test_a_run_already_running_is_not_claimed_again(user, make_run) -> None:
     run = make_run(user, status=RunStatus.RUNNING, started_at=timezone.now())
     before = snapshot(run)
 
-    assert execution.run_execute(run.pk) is False
+    assert execution.run_in_sandbox(run.pk) is False
 
     assert snapshot(run) == before
 
 
 def test_a_run_that_does_not_exist_is_skipped(db) -> None:
-    assert execution.run_execute(987654) is False
+    assert execution.run_in_sandbox(987654) is False
 
 
 @pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.ERROR])
@@ -117,7 +117,7 @@ def test_an_unavailable_engine_ends_the_run_as_a_sandbox_error(user, make_run, s
     settings.CRUCIBLE_RUNSC_PATH = "/nonexistent/runsc"
     run = make_run(user)
 
-    assert execution.run_execute(run.pk) is True
+    assert execution.run_in_sandbox(run.pk) is True
 
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR
@@ -130,7 +130,7 @@ def test_an_unknown_engine_name_ends_the_run_as_a_sandbox_error(user, make_run, 
     settings.CRUCIBLE_SANDBOX_ENGINE = "docker"
     run = make_run(user)
 
-    execution.run_execute(run.pk)
+    execution.run_in_sandbox(run.pk)
 
     run.refresh_from_db()
     assert (run.status, run.reason) == (RunStatus.ERROR, RunReason.SANDBOX_ERROR)
@@ -142,7 +142,7 @@ def test_an_unexpected_sandbox_failure_ends_the_run_and_is_raised(user, make_run
     run = make_run(user)
 
     with pytest.raises(sandbox.SandboxError):
-        execution.run_execute(run.pk)
+        execution.run_in_sandbox(run.pk)
 
     run.refresh_from_db()
     assert (run.status, run.reason) == (RunStatus.ERROR, RunReason.SANDBOX_ERROR)

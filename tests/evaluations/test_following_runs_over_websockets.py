@@ -150,10 +150,10 @@ def in_thread(func, *args, **kwargs):
     return sync_to_async(func, thread_sensitive=False)(*args, **kwargs)
 
 
-def stored(run_id: int, stream: str) -> bytes:
-    from evaluations import logstore
+def stored(run, stream: str) -> bytes:
+    from evaluations.runs import logstore
 
-    return logstore.log_read(run_id, stream)
+    return logstore.log_read(run, stream)
 
 
 @pytest.fixture
@@ -284,7 +284,7 @@ async def test_the_replay_is_exactly_the_stored_bytes_from_the_clients_offsets(u
     streams = Reassembly(start)
     await follow(comm, lambda s, _: s.has({"stdout": len(out), "stderr": len(err)}), streams)
 
-    assert bytes(streams.data["stdout"]) == out[start["stdout"] :] == stored(run.pk, "stdout")[start["stdout"] :]
+    assert bytes(streams.data["stdout"]) == out[start["stdout"] :] == stored(run, "stdout")[start["stdout"] :]
     assert bytes(streams.data["stderr"]) == err[start["stderr"] :]
     rest = []
     while not await comm.receive_nothing(timeout=0.3):
@@ -361,7 +361,7 @@ async def test_a_queued_run_reports_its_queue_position(user, other_user, make_ru
 
 
 async def test_every_stored_metric_sample_is_sent_on_connect(user, make_run, token_headers):
-    from evaluations.logstore import RunLogWriter
+    from evaluations.runs.logstore import RunLogWriter
 
     run = await database_sync_to_async(make_run)(user, status="succeeded")
     samples = [
@@ -370,7 +370,7 @@ async def test_every_stored_metric_sample_is_sent_on_connect(user, make_run, tok
     ]
 
     def store() -> None:
-        writer = RunLogWriter(run.pk)
+        writer = RunLogWriter(run)
         for sample in samples:
             writer.append_metrics(sample)
         writer.close()
@@ -393,13 +393,13 @@ async def test_every_stored_metric_sample_is_sent_on_connect(user, make_run, tok
 
 
 async def test_live_output_metrics_and_status_follow_the_replay(user, token_headers, running_run):
-    from evaluations import services
-    from evaluations.realtime import RunPublisher
+    from evaluations.live.publisher import RunPublisher
+    from evaluations.runs import services
 
     run = running_run
     early = {"t": 0.25, "cpu_seconds": 0.0, "cpu_percent": None, "memory_bytes": 4_000_000, "processes": 1}
     sample = {"t": 0.5, "cpu_seconds": 0.1, "cpu_percent": 20.0, "memory_bytes": 5_000_000, "processes": 1}
-    publisher = await in_thread(RunPublisher, run.pk)
+    publisher = await in_thread(RunPublisher, run)
     await in_thread(publisher.output, "stdout", 0, b"before you came\n")
     await in_thread(publisher.metrics, early)
     comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
@@ -432,18 +432,19 @@ async def test_live_output_metrics_and_status_follow_the_replay(user, token_head
 
 
 async def test_a_sample_stored_while_the_client_connects_arrives_once(token_headers, running_run, monkeypatch):
-    from evaluations import consumers, logstore
-    from evaluations.realtime import RunPublisher
+    from evaluations.live import consumers
+    from evaluations.live.publisher import RunPublisher
+    from evaluations.runs import logstore
 
-    publisher = await in_thread(RunPublisher, running_run.pk)
+    publisher = await in_thread(RunPublisher, running_run)
     sample = {"t": 0.5, "cpu_seconds": 0.1, "cpu_percent": 20.0, "memory_bytes": 5_000_000, "processes": 1}
     real_read = logstore.metrics_read
 
-    def worker_samples_then_read(run_id: int):
+    def worker_samples_then_read(run):
         # The worker stores and publishes a sample exactly while this client is connecting.
         publisher.metrics(sample)
         time.sleep(0.2)  # the publisher's flush interval is 50 ms
-        return real_read(run_id)
+        return real_read(run)
 
     monkeypatch.setattr(consumers.logstore, "metrics_read", worker_samples_then_read)
     comm = communicator(f"/ws/runs/{running_run.pk}/", token_headers)
@@ -461,10 +462,11 @@ def write_while_a_client_joins(
     run_id: int, seed: int, chunks: int, progress: list[int], head_start: threading.Event
 ) -> dict[str, bytes]:
     """What the worker's pump does: append + publish chunks of random size to both streams."""
-    from evaluations.realtime import RunPublisher
+    from evaluations.live.publisher import RunPublisher
+    from evaluations.models import Run
 
     rng = random.Random(seed)
-    publisher = RunPublisher(run_id)
+    publisher = RunPublisher(Run.objects.get(pk=run_id))
     written = {"stdout": bytearray(), "stderr": bytearray()}
     try:
         for i in range(chunks):
@@ -511,7 +513,7 @@ async def test_output_written_during_connect_and_replay_arrives_exactly_once_in_
     assert 0 < at_connect <= at_accept < chunks, "the writer must still be writing when the client joins"
     for stream in ("stdout", "stderr"):
         assert streams.next[stream] == sizes[stream]
-        assert bytes(streams.data[stream]) == written[stream] == stored(running_run.pk, stream)
+        assert bytes(streams.data[stream]) == written[stream] == stored(running_run, stream)
     # Nothing more: no late duplicate of anything already delivered.
     assert await comm.receive_nothing(timeout=0.5)
     await comm.disconnect()
@@ -522,7 +524,7 @@ async def test_a_client_resuming_mid_stream_gets_only_the_rest_while_the_run_wri
     head_start = threading.Event()
     writer = asyncio.ensure_future(in_thread(write_while_a_client_joins, running_run.pk, 7, 1000, progress, head_start))
     await in_thread(head_start.wait, 30)
-    have = {s: len(stored(running_run.pk, s)) // 2 for s in ("stdout", "stderr")}
+    have = {s: len(stored(running_run, s)) // 2 for s in ("stdout", "stderr")}
     comm = communicator(f"/ws/runs/{running_run.pk}/?stdout={have['stdout']}&stderr={have['stderr']}", token_headers)
     assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
     written = await writer
@@ -540,7 +542,7 @@ async def test_a_client_resuming_mid_stream_gets_only_the_rest_while_the_run_wri
 async def test_the_run_list_socket_gets_status_changes_of_the_users_own_runs_only(
     user, other_user, make_run, browser_headers
 ):
-    from evaluations import services
+    from evaluations.runs import services
 
     mine = await database_sync_to_async(make_run)(user)
     theirs = await database_sync_to_async(make_run)(other_user)

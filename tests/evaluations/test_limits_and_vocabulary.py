@@ -1,4 +1,4 @@
-"""services.limits_build ranges, and the one status/reason vocabulary shared with the sandbox."""
+"""validation.limits_build ranges, and the one status/reason vocabulary shared with the sandbox."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 import sandbox
-from evaluations import services
 from evaluations.models import TERMINAL_STATUSES, Run, RunReason, RunStatus
+from evaluations.runs import validation
 
 MiB = 1024 * 1024
 
 
 def test_no_limits_given_means_the_site_defaults(settings) -> None:
-    limits = services.limits_build(wall_seconds=None, memory_mb=None)
+    limits = validation.limits_build(wall_seconds=None, memory_mb=None)
 
     assert limits.wall_seconds == settings.CRUCIBLE_DEFAULT_WALL_SECONDS
     assert limits.memory_bytes == settings.CRUCIBLE_DEFAULT_MEMORY_MB * MiB
@@ -22,8 +22,8 @@ def test_no_limits_given_means_the_site_defaults(settings) -> None:
 
 
 def test_the_ends_of_each_range_are_allowed(settings) -> None:
-    low = services.limits_build(wall_seconds=0.1, memory_mb=32)
-    high = services.limits_build(
+    low = validation.limits_build(wall_seconds=0.1, memory_mb=32)
+    high = validation.limits_build(
         wall_seconds=settings.CRUCIBLE_MAX_WALL_SECONDS, memory_mb=settings.CRUCIBLE_MAX_MEMORY_MB
     )
 
@@ -35,7 +35,7 @@ def test_the_ends_of_each_range_are_allowed(settings) -> None:
 
 
 def test_tmp_stays_smaller_than_memory_even_at_the_smallest_memory_limit() -> None:
-    limits = services.limits_build(wall_seconds=None, memory_mb=32)
+    limits = validation.limits_build(wall_seconds=None, memory_mb=32)
 
     assert limits.tmp_bytes == 16 * MiB < limits.memory_bytes
 
@@ -66,7 +66,7 @@ def test_a_limit_outside_its_range_is_refused_with_the_range(settings, wall, mem
     settings.CRUCIBLE_MAX_MEMORY_MB = 2048
 
     with pytest.raises(ValidationError) as caught:
-        services.limits_build(wall_seconds=wall, memory_mb=memory)
+        validation.limits_build(wall_seconds=wall, memory_mb=memory)
 
     assert caught.value.message_dict == {field: [message]}
 
@@ -75,7 +75,7 @@ def test_the_ranges_follow_the_settings(settings) -> None:
     settings.CRUCIBLE_MAX_MEMORY_MB = 64
 
     with pytest.raises(ValidationError) as caught:
-        services.limits_build(wall_seconds=None, memory_mb=128)
+        validation.limits_build(wall_seconds=None, memory_mb=128)
 
     assert caught.value.message_dict == {"memory_mb": ["must be between 32 and 64 MiB, got 128"]}
 
@@ -86,7 +86,7 @@ def test_a_site_maximum_beyond_the_sandboxs_own_is_still_refused(settings) -> No
     ceiling = sandbox.LIMIT_SPECS["wall_seconds"].maximum
 
     with pytest.raises(ValidationError) as caught:
-        services.limits_build(wall_seconds=ceiling + 1, memory_mb=None)
+        validation.limits_build(wall_seconds=ceiling + 1, memory_mb=None)
 
     assert list(caught.value.message_dict) == ["wall_seconds"]
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from evaluations import tokens
+from evaluations.accounts import tokens
 from evaluations.models import ApiToken, AuditEvent
 
 RUNS = "/api/v1/runs/"

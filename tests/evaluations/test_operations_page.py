@@ -13,14 +13,15 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from evaluations import services, tasks
+from evaluations.accounts import services as account_services
 from evaluations.models import Role, Run, WorkerHeartbeat
+from evaluations.runs import services, worker
 
 
 @pytest.fixture
 def admin_client(make_user) -> Client:
     admin = make_user("ops-admin")
-    services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
+    account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
     client = Client()
     client.force_login(admin)
     return client
@@ -49,7 +50,7 @@ def text_of(response, element_id: str) -> str:
 @pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
 def test_other_roles_are_refused_with_403(make_user, role) -> None:
     user = make_user()
-    services.user_set_role(actor=None, user=user, role=role)
+    account_services.user_set_role(actor=None, user=user, role=role)
     client = Client()
     client.force_login(user)
 
@@ -154,7 +155,7 @@ def test_a_heartbeat_records_the_worker_and_moves_last_seen(db) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_thread_writes_every_interval_until_stopped() -> None:
-    stop = tasks.heartbeat_start(hostname="celery@thread", concurrency=3, interval=0.05)
+    stop = worker.heartbeat_start(hostname="celery@thread", concurrency=3, interval=0.05)
     try:
         deadline = time.monotonic() + 10
         seen: set = set()
@@ -169,12 +170,12 @@ def test_the_heartbeat_thread_writes_every_interval_until_stopped() -> None:
 
 def test_the_worker_ready_signal_starts_it_with_the_workers_name_and_concurrency(monkeypatch) -> None:
     started = []
-    monkeypatch.setattr(tasks, "heartbeat_start", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setattr(worker, "heartbeat_start", lambda **kwargs: started.append(kwargs))
     consumer = SimpleNamespace(hostname="celery@box", controller=SimpleNamespace(concurrency=6))
 
-    tasks.start_heartbeat(sender=consumer)
+    worker.start_heartbeat(sender=consumer)
 
     assert started == [{"hostname": "celery@box", "concurrency": 6}]
     from celery.signals import worker_ready
 
-    assert any(receiver() is tasks.start_heartbeat for _, receiver in worker_ready.receivers)
+    assert any(receiver() is worker.start_heartbeat for _, receiver in worker_ready.receivers)

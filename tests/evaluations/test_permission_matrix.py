@@ -191,8 +191,9 @@ class World:
 
 @pytest.fixture
 def world(make_user, make_run, make_token) -> World:
-    from evaluations import services
+    from evaluations.accounts import services as account_services
     from evaluations.models import Role, Team
+    from evaluations.runs import services
 
     lab, elsewhere = Team.objects.create(name="lab"), Team.objects.create(name="elsewhere")
     spec = {
@@ -206,8 +207,8 @@ def world(make_user, make_run, make_token) -> World:
     users: dict[str, Any] = {}
     for name, (role, team) in spec.items():
         user = make_user(f"m-{name}")
-        services.user_set_role(actor=None, user=user, role=role)
-        services.user_set_team(actor=None, user=user, team=team)
+        account_services.user_set_role(actor=None, user=user, role=role)
+        account_services.user_set_team(actor=None, user=user, team=team)
         users[name] = user
     # As createsuperuser makes them: no profile row, no role but the flag.
     users["superuser"] = make_user("m-superuser", is_superuser=True, is_staff=True)
@@ -218,7 +219,7 @@ def world(make_user, make_run, make_token) -> World:
     services.submission_set_shared(actor=owner, submission=shared_run.submission, shared=True)
     owner_token_row = make_token(owner, name="owner's").row
     # Deactivated after its API token was made: the token must stop working (and any session).
-    services.user_deactivate(actor=users["admin"], user=users["deactivated"])
+    account_services.user_deactivate(actor=users["admin"], user=users["deactivated"])
     return World(users, shared_run, private_run, owner_token_row, keys)
 
 
@@ -306,7 +307,7 @@ def urlconf_routes() -> set[str]:
 
 
 def websocket_routes() -> set[str]:
-    from evaluations.routing import websocket_urlpatterns
+    from evaluations.live.routing import websocket_urlpatterns
 
     return {str(p.pattern) for p in websocket_urlpatterns} - {WS_CATCH_ALL}
 
@@ -436,16 +437,17 @@ async def test_the_websocket_matrix(world, in_memory_channel_layer, case: Case, 
 def test_the_visibility_queryset_and_has_perm_agree_for_every_role_and_run(make_user, make_run) -> None:
     from django.contrib.auth.models import AnonymousUser
 
-    from evaluations import services
+    from evaluations.accounts import services as account_services
+    from evaluations.accounts.permissions import allowed, visible_runs_q
     from evaluations.models import Role, Run, Team
-    from evaluations.permissions import allowed, visible_runs_q
+    from evaluations.runs import services
 
     lab, other_lab = Team.objects.create(name="lab"), Team.objects.create(name="other lab")
 
     def member(name, role=Role.RESEARCHER, team=None, **fields):
         user = make_user(name, **fields)
-        services.user_set_role(actor=None, user=user, role=role)
-        services.user_set_team(actor=None, user=user, team=team)
+        account_services.user_set_role(actor=None, user=user, role=role)
+        account_services.user_set_team(actor=None, user=user, team=team)
         return user
 
     people = [
@@ -514,7 +516,7 @@ def test_admins_and_superusers_see_cancel_but_not_the_owners_buttons(world, acto
 def test_a_superuser_cannot_rerun_or_share_someone_elses_run_through_the_services_checks(world) -> None:
     from django.core.exceptions import PermissionDenied
 
-    from evaluations.permissions import require
+    from evaluations.accounts.permissions import require
 
     root, run = world.users["superuser"], world.private_run
     assert root.has_perm("evaluations.rerun_run", run)  # what Django's backends would have said

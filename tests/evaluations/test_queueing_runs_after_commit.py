@@ -6,14 +6,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from evaluations import services, tasks
+from evaluations.runs import services, tasks
 
 
 @pytest.fixture
 def sent(monkeypatch) -> list[int]:
     """Record run_execute.delay calls instead of talking to Redis (a fake at the unit's edge)."""
     calls: list[int] = []
-    monkeypatch.setattr(tasks.run_execute, "delay", lambda run_id: calls.append(run_id))
+    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: calls.append(run_id))
     return calls
 
 

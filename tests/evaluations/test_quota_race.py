@@ -14,9 +14,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from evaluations import services, tasks
+from evaluations.accounts.quotas import QuotaExceeded, worst_case_cpu_seconds
 from evaluations.models import Profile, Run, RunStatus, Submission
-from evaluations.quotas import QuotaExceeded, worst_case_cpu_seconds
+from evaluations.runs import services, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,7 +36,7 @@ def postgresql_in_ci() -> None:
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch) -> None:
     # The runs are committed, so on_commit would send them to the broker: only the rows matter here.
-    monkeypatch.setattr(tasks.run_execute, "delay", lambda run_id: None)
+    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: None)
 
 
 def race(user_id: int, action) -> list[tuple[str, object]]:

@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from evaluations import audit, tokens
+from evaluations.accounts import audit, tokens
 from evaluations.models import AuditEvent
 
 CLIENT_IP = "203.0.113.7"

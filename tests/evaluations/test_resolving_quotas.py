@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from evaluations import quotas
+from evaluations.accounts import quotas
 from evaluations.models import Profile, QuotaOverride, QuotaPolicy, Role, Run, RunStatus
 
 MiB = 1024 * 1024

@@ -10,8 +10,10 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from evaluations import audit, services
+from evaluations.accounts import audit
+from evaluations.accounts import services as account_services
 from evaluations.models import AuditEvent, Role, Submission, Team
+from evaluations.runs import services
 
 
 @pytest.fixture
@@ -22,14 +24,14 @@ def lab(db) -> Team:
 @pytest.fixture
 def owner(make_user, lab):
     user = make_user("owner")
-    services.user_set_team(actor=None, user=user, team=lab)
+    account_services.user_set_team(actor=None, user=user, team=lab)
     return user
 
 
 @pytest.fixture
 def teammate(make_user, lab):
     user = make_user("teammate")
-    services.user_set_team(actor=None, user=user, team=lab)
+    account_services.user_set_team(actor=None, user=user, team=lab)
     return user
 
 
@@ -170,7 +172,7 @@ def test_a_teammate_who_can_read_it_may_not_change_it(owner, teammate, run) -> N
 
 def test_an_admin_may_read_it_but_sharing_stays_the_owners_choice(owner, run, make_user) -> None:
     admin = make_user("admin")
-    services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
+    account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
 
     assert api(admin).get(f"/api/v1/runs/{run.pk}/").status_code == 200
     assert api(admin).patch(f"/api/v1/submissions/{run.submission_id}/", {"shared_with_team": True}).status_code == 403
@@ -180,7 +182,7 @@ def test_an_admin_may_read_it_but_sharing_stays_the_owners_choice(owner, run, ma
 def test_a_researcher_made_reviewer_can_no_longer_change_the_sharing_of_old_submissions(owner, run) -> None:
     # Reviewers are read-only: what they submitted as researchers included.
     services.submission_set_shared(actor=owner, submission=run.submission, shared=True)
-    services.user_set_role(actor=None, user=owner, role=Role.REVIEWER)
+    account_services.user_set_role(actor=None, user=owner, role=Role.REVIEWER)
 
     page = browser(owner).get(f"/runs/{run.pk}/").content.decode()
     assert "share-form" not in page
@@ -209,14 +211,14 @@ def test_a_researcher_in_no_team_may_share_and_is_told_it_takes_effect_in_a_team
 def test_teammates_in_another_team_still_cannot_see_it(owner, run, make_user) -> None:
     services.submission_set_shared(actor=owner, submission=run.submission, shared=True)
     outsider = make_user("outsider")
-    services.user_set_team(actor=None, user=outsider, team=Team.objects.create(name="other"))
+    account_services.user_set_team(actor=None, user=outsider, team=Team.objects.create(name="other"))
 
     assert browser(outsider).get(f"/runs/{run.pk}/").status_code == 404
 
 
 def test_moving_the_owner_to_another_team_moves_who_can_read(owner, teammate, run, make_user) -> None:
     services.submission_set_shared(actor=owner, submission=run.submission, shared=True)
-    services.user_set_team(actor=None, user=owner, team=Team.objects.create(name="new lab"))
+    account_services.user_set_team(actor=None, user=owner, team=Team.objects.create(name="new lab"))
 
     assert browser(teammate).get(f"/runs/{run.pk}/").status_code == 404
 
@@ -266,8 +268,8 @@ async def test_run_lists_hear_of_the_runs_they_show_and_no_others(channel_layer_
             ("admin", Role.ADMIN, None),
         ]:
             people[name] = make_user(name)
-            services.user_set_role(actor=None, user=people[name], role=role)
-            services.user_set_team(actor=None, user=people[name], team=team)
+            account_services.user_set_role(actor=None, user=people[name], role=role)
+            account_services.user_set_team(actor=None, user=people[name], team=team)
         shared_run, private_run = make_run(people["owner"]), make_run(people["owner"])
         services.submission_set_shared(actor=people["owner"], submission=shared_run.submission, shared=True)
         return people, shared_run, private_run

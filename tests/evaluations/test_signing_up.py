@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from evaluations import audit
+from evaluations.accounts import audit
 from evaluations.models import AuditEvent, Role
 
 User = get_user_model()
@@ -109,7 +109,7 @@ def test_a_taken_username_is_refused(signup_open, anonymous_client, make_user) -
 def test_a_username_taken_by_a_sign_up_at_the_same_moment_is_a_form_error(
     signup_open, anonymous_client, monkeypatch
 ) -> None:
-    from evaluations.accounts import SignupForm
+    from evaluations.accounts.views import SignupForm
 
     validate = SignupForm._post_clean  # the form's last check, the uniqueness one included
 

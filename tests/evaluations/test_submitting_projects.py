@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from evaluations import execution, logstore
 from evaluations.models import Run, RunStatus
+from evaluations.runs import execution, logstore
 
 SUBMIT = "/api/v1/submissions/"
 
@@ -66,11 +66,11 @@ def test_a_zip_project_runs_with_its_entry_point_argv_and_stdin(api_client, user
     assert run.submission.argv == ["a", "b c"]
     assert run.submission.code == PROJECT["proj/main.py"].decode()
 
-    assert execution.run_execute(run.pk) is True
+    assert execution.run_in_sandbox(run.pk) is True
 
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, (run.reason, run.detail, logstore.log_read(run.pk, "stderr"))
-    assert logstore.log_read(run.pk, "stdout") == b"hello a|b c\nstdin: from stdin\n42\n"
+    assert run.status == RunStatus.SUCCEEDED, (run.reason, run.detail, logstore.log_read(run, "stderr"))
+    assert logstore.log_read(run, "stdout") == b"hello a|b c\nstdin: from stdin\n42\n"
 
 
 def test_json_takes_argv_as_a_list(api_client) -> None:

@@ -6,7 +6,7 @@ import re
 
 from django.test import Client
 
-from evaluations import quotas
+from evaluations.accounts import quotas
 from evaluations.models import QuotaPolicy, Role, RunStatus
 
 MiB = 1024 * 1024

@@ -10,28 +10,28 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from evaluations import services, tasks
 from evaluations.models import RunReason, RunStatus
+from evaluations.runs import services, tasks, worker
 
 
 @pytest.fixture
 def scheduled(monkeypatch) -> list[dict]:
     calls: list[dict] = []
-    monkeypatch.setattr(tasks.run_reap_lost, "apply_async", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(tasks.reap_lost_runs, "apply_async", lambda **kwargs: calls.append(kwargs))
     return calls
 
 
 @pytest.fixture
 def resent(monkeypatch) -> list[int]:
     calls: list[int] = []
-    monkeypatch.setattr(tasks.run_execute, "delay", lambda run_id: calls.append(run_id))
+    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: calls.append(run_id))
     return calls
 
 
 def test_a_redelivered_running_run_gets_a_lost_check_when_it_would_be_due(user, make_run, scheduled) -> None:
     run = make_run(user, status=RunStatus.RUNNING, wall_seconds=10, started_at=timezone.now())
 
-    tasks.run_execute(run.pk)
+    tasks.execute_run(run.pk)
 
     assert len(scheduled) == 1
     assert scheduled[0]["countdown"] == pytest.approx(10 + services.LOST_RUN_GRACE_SECONDS + 1, abs=2)
@@ -42,7 +42,7 @@ def test_a_redelivered_running_run_gets_a_lost_check_when_it_would_be_due(user, 
 def test_a_redelivered_finished_run_schedules_nothing(user, make_run, scheduled) -> None:
     run = make_run(user, status=RunStatus.SUCCEEDED)
 
-    tasks.run_execute(run.pk)
+    tasks.execute_run(run.pk)
 
     assert scheduled == []
 
@@ -50,7 +50,7 @@ def test_a_redelivered_finished_run_schedules_nothing(user, make_run, scheduled)
 def test_the_reaper_task_ends_lost_runs(user, make_run) -> None:
     lost = make_run(user, status=RunStatus.RUNNING, wall_seconds=1, started_at=timezone.now() - timedelta(hours=2))
 
-    tasks.run_reap_lost()
+    tasks.reap_lost_runs()
 
     lost.refresh_from_db()
     assert (lost.status, lost.reason) == (RunStatus.ERROR, RunReason.WORKER_LOST)
@@ -62,7 +62,7 @@ def test_a_starting_worker_resends_queued_runs_and_reaps_lost_ones(user, make_ru
     live = make_run(user, status=RunStatus.RUNNING, wall_seconds=60, started_at=timezone.now())
     make_run(user, status=RunStatus.SUCCEEDED)
 
-    tasks.recover_runs()
+    worker.recover_runs()
 
     assert resent == [queued.pk]
     lost.refresh_from_db()
@@ -80,10 +80,10 @@ def test_a_worker_without_a_usable_sandbox_refuses_to_start(settings, monkeypatc
     def fake_exit(code: int) -> None:
         raise Exited(code)
 
-    monkeypatch.setattr(tasks.os, "_exit", fake_exit)
+    monkeypatch.setattr(worker.os, "_exit", fake_exit)
 
     with pytest.raises(Exited) as caught:
-        tasks.refuse_without_sandbox()
+        worker.refuse_without_sandbox()
 
     assert caught.value.args == (78,)
     assert "refusing to start" in capsys.readouterr().err

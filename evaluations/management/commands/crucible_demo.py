@@ -8,7 +8,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from evaluations import tokens
+from evaluations.accounts import tokens
 
 
 class Command(BaseCommand):

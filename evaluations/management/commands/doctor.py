@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluations.execution import engine_from_settings
+from evaluations.runs.engines import engine_from_settings
 from sandbox.doctor import diagnose
 
 
