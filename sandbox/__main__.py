@@ -11,7 +11,7 @@ from pathlib import Path
 from sandbox.archive import archive_kind, unpack_archive
 from sandbox.contract import ExecRequest, Limits, Stream
 from sandbox.doctor import diagnose
-from sandbox.engine import EngineConfig, engine_names, get_engine
+from sandbox.engine import EngineConfig, ExecutionEngine, engine_names, get_engine
 from sandbox.errors import InvalidRequest, SandboxError
 from sandbox.images import build_image, default_recipes, host_suite
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def doctor(engine) -> int:
+def doctor(engine: ExecutionEngine) -> int:
     findings = diagnose(engine)
     for f in findings:
         print(f"{'ok  ' if f.ok else 'FAIL'} {f.name:8} {f.text}")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.engine import Finding
 from sandbox.errors import EngineUnavailable
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -40,6 +41,14 @@ def layout() -> str:
     if (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
         return "v1"
     raise EngineUnavailable(f"no usable cgroup hierarchy under {CGROUP_ROOT}")
+
+
+def layout_finding() -> Finding:
+    """The self-check's finding for engines that make and read each run's cgroup themselves."""
+    try:
+        return Finding("cgroups", True, layout())
+    except EngineUnavailable as exc:
+        return Finding("cgroups", False, str(exc))
 
 
 class RunCgroup:

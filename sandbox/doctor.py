@@ -4,18 +4,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from sandbox.contract import ExecRequest, Status
-from sandbox.engine import ExecutionEngine
+from sandbox.engine import ExecutionEngine, Finding
 from sandbox.errors import SandboxError
-
-
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    ok: bool
-    text: str
 
 
 def diagnose(engine: ExecutionEngine, *, run: bool = True) -> list[Finding]:
@@ -25,18 +17,12 @@ def diagnose(engine: ExecutionEngine, *, run: bool = True) -> list[Finding]:
         engine.check()
     except SandboxError as exc:
         return [Finding("engine", False, f"{engine.name}: {exc}")]
-    version = getattr(engine, "runtime_version", lambda: "")()
-    platform = getattr(engine, "platform", lambda: "")()
-    findings.append(
-        Finding("engine", True, f"{engine.name} {version} {f'platform={platform}' if platform else ''}".strip())
-    )
-    if engine.name == "runsc":  # the engine that creates and reads cgroups itself
-        try:
-            from sandbox import cgroups
-
-            findings.append(Finding("cgroups", True, cgroups.layout()))
-        except SandboxError as exc:
-            findings.append(Finding("cgroups", False, str(exc)))
+    platform = engine.platform()
+    found = [engine.name, engine.runtime_version(), f"platform={platform}" if platform else ""]
+    findings.append(Finding("engine", True, " ".join(part for part in found if part)))
+    for finding in engine.host_findings():
+        findings.append(finding)
+        if not finding.ok:
             return findings
     if not run:
         return findings

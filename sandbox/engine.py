@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from sandbox.contract import ExecRequest, ExecResult, OutputCallback
 from sandbox.errors import EngineUnavailable
@@ -50,15 +51,55 @@ class EngineConfig:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
 
 
-class ExecutionEngine(ABC):
+@dataclass(frozen=True)
+class Finding:
+    """One step of the self-check (`python -m sandbox doctor`): what was checked, and how it went."""
+
     name: str
+    ok: bool
+    text: str
+
+
+class ExecutionEngine(ABC):
+    """Runs ExecRequests in sandboxes of one kind; `get_engine` finds an engine by its `name`.
+
+    One instance serves a whole worker process: `execute` may be called from several threads at once.
+    """
+
+    name: ClassVar[str]
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
 
     @abstractmethod
     def check(self) -> None:
-        """Raise EngineUnavailable (saying how to fix it) if this engine cannot run here."""
+        """Check that this engine can run sandboxes on this machine, without running one.
+
+        Raises:
+            EngineUnavailable: the runtime, root, cgroups or daemon it needs is missing; the message
+                says how to fix it.
+            ImageError: the default image is not built; the message names the command that builds it.
+        """
+
+    @abstractmethod
+    def runtime_version(self) -> str:
+        """Name and version of what runs the sandboxes, as results report it (cached after the first call).
+
+        Raises:
+            EngineUnavailable: the runtime is not installed.
+        """
+
+    def platform(self) -> str:
+        """The gVisor platform the sandboxes run on (systrap, ptrace); "" where that does not apply."""
+        return ""
+
+    def host_findings(self) -> list[Finding]:
+        """What the self-check looks at on this host besides `check()`, e.g. the cgroup layout.
+
+        Returns:
+            One Finding per thing checked, in order; empty if the engine has nothing more to check.
+        """
+        return []
 
     @abstractmethod
     def execute(
@@ -69,18 +110,43 @@ class ExecutionEngine(ABC):
         on_metrics: MetricsCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> ExecResult:
-        """Run `request` to completion and return its result.
+        """Run `request` in a fresh sandbox to completion, and tear the sandbox down.
 
-        Limits, timeouts, cancellation and a crash of the user's code are all reported in the
-        result. Raises EngineUnavailable or SandboxError only for infrastructure faults.
+        Limits, timeouts, cancellation and a crash of the user's code are reported in the result,
+        never raised. Callbacks run on the calling thread.
+
+        Args:
+            request: what to run, with its limits.
+            on_output: called with (stream, offset, chunk) as output arrives, in chunks.
+            on_metrics: called with a MetricSample about every half second while the program runs.
+            cancel: set it to stop the run; the result is then `cancelled`.
+
+        Returns:
+            The result; its status and reason say how the run ended.
+
+        Raises:
+            InvalidRequest: the request names an image the engine does not know.
+            ImageError: the image is not built.
+            EngineUnavailable: the engine cannot run here (see `check`).
+            SandboxError: the sandbox infrastructure failed, not the user's code.
+            Exception: whatever `on_output` or `on_metrics` raised, once the sandbox is torn down.
         """
 
     def sweep(self) -> None:
-        """Remove what earlier, killed workers left behind. Safe while other runs are live."""
+        """Remove the sandboxes, work dirs and cgroups that dead workers' runs of this engine left.
+
+        A run whose worker is alive is spared, so this is safe while other workers run.
+
+        Raises:
+            EngineUnavailable: the engine cannot reach what it would clean up (e.g. dockerd).
+        """
         return None
 
     def close(self) -> None:
-        """Release what the engine keeps between runs (the runsc engine's warm launchers)."""
+        """Release what the engine keeps between runs (the runsc engine's warm launchers).
+
+        The engine still runs requests afterwards, each starting cold.
+        """
         return None
 
 
@@ -96,6 +162,11 @@ def engine_names() -> list[str]:
 
 
 def get_engine(name: str, config: EngineConfig) -> ExecutionEngine:
+    """The engine called `name`, configured with `config`; its module is imported only now.
+
+    Raises:
+        EngineUnavailable: no engine has that name.
+    """
     try:
         target = _ENGINES[name]
     except KeyError:

@@ -28,7 +28,7 @@ from sandbox.contract import (
     Timings,
     Usage,
 )
-from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
+from sandbox.engine import EngineConfig, ExecutionEngine, Finding, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, InvalidRequest
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
@@ -92,6 +92,9 @@ class RunscEngine(ExecutionEngine):
                 out = subprocess.run([self._runsc, "flags"], capture_output=True, text=True)  # type: ignore[list-item]
                 self._platform = "systrap" if "systrap" in out.stdout + out.stderr else "ptrace"
         return self._platform
+
+    def host_findings(self) -> list[Finding]:
+        return [cgroups.layout_finding()]  # each run's cgroup is ours to make and read
 
     def check_binary(self) -> None:
         if self._runsc is None:

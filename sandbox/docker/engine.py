@@ -49,7 +49,7 @@ from sandbox.contract import (
     Usage,
 )
 from sandbox.docker import attach
-from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
+from sandbox.engine import EngineConfig, ExecutionEngine, Finding, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
@@ -132,6 +132,9 @@ class DockerEngine(ExecutionEngine):
                 runsc = "runsc unknown"
             self._version = f"docker {server}, {runsc}"
         return self._version
+
+    def host_findings(self) -> list[Finding]:
+        return [cgroups.layout_finding()]  # each run's cgroup (the container's parent) is ours to make and read
 
     def runtime_path(self) -> str:
         """The runsc binary dockerd runs (its daemon.json may name another than ours)."""
