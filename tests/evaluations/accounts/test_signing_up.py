@@ -15,7 +15,7 @@ from evaluations.accounts import audit
 from evaluations.models import AuditEvent, Role
 
 User = get_user_model()
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
