@@ -105,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
-    "rules.permissions.ObjectPermissionBackend",  # evaluations/permissions.py
+    "rules.permissions.ObjectPermissionBackend",  # evaluations/accounts/permissions.py
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -159,7 +159,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "evaluations.api.auth.ApiTokenAuthentication",  # hashed tokens, evaluations/tokens.py
+        "evaluations.api.auth.ApiTokenAuthentication",  # hashed tokens, evaluations/accounts/tokens.py
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": [

@@ -1,9 +1,6 @@
-"""The audit log: who did what, when, from where. One function writes it (`audit_record`); the
-action names below are the whole vocabulary. Nothing secret (keys, passwords) is ever written.
-
-Callers record inside the transaction of the change they describe, so an event exists exactly
-when its change was committed. Logins, failed logins and logouts are recorded from Django's auth
-signals (connected in apps.py), so every login path is covered.
+"""The audit log: who did what, when, from where. `audit_record` writes it, inside the transaction
+of the change it describes; the action names below are the whole vocabulary; nothing secret is ever
+written. Logins and logouts come from Django's auth signals (connected in apps.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from evaluations.accounts import audit
-from evaluations.live import publisher as realtime
+from evaluations.live import publisher
 from evaluations.models import ApiToken
 
 KEY_PREFIX = "cru_"
@@ -85,7 +85,7 @@ def token_revoke(*, token: ApiToken, actor=None, ip: str | None = None) -> bool:
     revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now) == 1
     if revoked:
         token.revoked_at = now
-        transaction.on_commit(realtime.access_changed)  # websockets opened with it close at once
+        transaction.on_commit(publisher.access_changed)  # websockets opened with it close at once
         audit.audit_record(
             actor=actor if actor is not None else token.user,
             action=audit.TOKEN_REVOKE,

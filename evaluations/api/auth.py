@@ -1,4 +1,4 @@
-"""`Authorization: Token <key>` for the API, with the hashed tokens of evaluations/tokens.py."""
+"""`Authorization: Token <key>` for the API, with the hashed tokens of evaluations/accounts/tokens.py."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""API rate limits: per token, and per user over all of their tokens and browser sessions (else
-each new token would bring a fresh allowance), counted in the shared cache (Redis), so every web
-process sees the same counts. A fixed window per period with an atomic increment:
-DRF's stock throttle reads, appends and writes back a list, which loses counts under concurrency.
-
-Rates are read from settings on every request (CRUCIBLE_API_RATE, CRUCIBLE_API_WRITE_RATE), not
-frozen at import as DRF's THROTTLE_RATES is. Over the limit DRF answers 429 with Retry-After.
+"""API rate limits, per token and per user over all their tokens and sessions, counted in the shared
+cache (Redis) with a fixed window and an atomic increment (DRF's stock throttle loses counts under
+concurrency). Rates are read from settings on every request; over a limit: 429 with Retry-After.
 """
 
 from __future__ import annotations
