@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.errors import ImageError
+from sandbox.errors import ImageError, InvalidRequest
 
 # Bump when the build steps change, so old caches are not reused for a different recipe.
 BUILDER_VERSION = 1
@@ -99,6 +99,19 @@ def host_mirror() -> str:
                 if word.startswith(("http://", "https://")) and "security" not in word:
                     return word
     return "http://deb.debian.org/debian"
+
+
+def image_named(images_dir: Path, name: str) -> Image:
+    """The built image a request names (DEFAULT_IMAGE, python3.11, ...).
+
+    Raises:
+        InvalidRequest: no recipe has that name.
+        ImageError: the image is not built; the message says how to build it.
+    """
+    recipe = default_recipes(host_suite()).get(name)
+    if recipe is None:
+        raise InvalidRequest("image", f"unknown image {name!r}")
+    return load_image(images_dir, recipe)
 
 
 def image_dir(images_dir: Path, recipe: ImageRecipe) -> Path:

@@ -24,7 +24,6 @@ warm it starts its own, exactly as a cold start.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -35,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import cgroups
+from sandbox import cgroups, workdirs
 
 RUN_PREFIX = "crucible-"
 MAX_WARM = 4
@@ -60,12 +59,7 @@ class Launcher:
 
     def __init__(self, state_dir: Path, cgroup_parent: str, runsc_flags: Sequence[str]) -> None:
         self.run_id = RUN_PREFIX + secrets.token_hex(8)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.workdir = state_dir / self.run_id
-        self.workdir.mkdir(mode=0o700)
-        # Held for the life of the run: the start-up sweep skips work dirs whose lock is taken.
-        self.lock = open(self.workdir / "lock", "w")
-        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.workdir, self.lock = workdirs.create(state_dir, self.run_id)
         self.cgroup = cgroups.RunCgroup(cgroup_parent, self.run_id)
         self._owner = os.getpid()
         try:

@@ -8,7 +8,6 @@ pids cgroup limit crashes runsc, so processes are limited with RLIMIT_NPROC.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -18,29 +17,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox import cgroups
+from sandbox import cgroups, workdirs
 from sandbox.contract import (
     ExecRequest,
     ExecResult,
     OutputCallback,
-    Status,
     Stream,
     Timings,
     Usage,
 )
 from sandbox.engine import EngineConfig, ExecutionEngine, Finding, MetricSample, MetricsCallback
-from sandbox.errors import EngineUnavailable, InvalidRequest
+from sandbox.errors import EngineUnavailable
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
-from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
+from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, python_command
+from sandbox.images import DEFAULT_IMAGE, Image, image_named
 from sandbox.launcher import RUN_PREFIX, Launcher, LauncherPool
 from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import POLL_SECONDS, OutputPump
-from sandbox.verdict import decide
+from sandbox.verdict import decide, exec_result, with_teardown
 
-SANDBOX_UID = 65534  # nobody
-# The sentry and gofer live in the run's cgroup and use memory of their own; without this headroom
-# a small memory limit would kill the sandbox before user code allocates anything.
-SENTRY_OVERHEAD_BYTES = 32 * 1024 * 1024
 # While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
 # exact to a few ms (not to the 50 ms poll) and the first process count comes early.
 BOOT_POLL_SECONDS = 0.005
@@ -74,7 +69,7 @@ class RunscEngine(ExecutionEngine):
                 "memory and CPU limits (rootless mode), so Crucible refuses to run"
             )
         cgroups.layout()
-        self._image(DEFAULT_IMAGE)
+        image_named(self.config.images_dir, DEFAULT_IMAGE)
 
     def runtime_version(self) -> str:
         if self._version is None:
@@ -100,12 +95,6 @@ class RunscEngine(ExecutionEngine):
         if self._runsc is None:
             raise EngineUnavailable(INSTALL_HINT)
 
-    def _image(self, name: str) -> Image:
-        recipe = default_recipes(host_suite()).get(name)
-        if recipe is None:
-            raise InvalidRequest("image", f"unknown image {name!r}")
-        return load_image(self.config.images_dir, recipe)
-
     # -- running ---------------------------------------------------------------------------------
 
     def execute(
@@ -117,7 +106,7 @@ class RunscEngine(ExecutionEngine):
         cancel: threading.Event | None = None,
     ) -> ExecResult:
         self.check_binary()
-        image = self._image(request.image)
+        image = image_named(self.config.images_dir, request.image)
         launcher = self._launchers.take()
         workdir, cgroup = launcher.workdir, launcher.cgroup
         try:
@@ -130,7 +119,7 @@ class RunscEngine(ExecutionEngine):
             result = run.wait()
             teardown_start = time.monotonic()
             self._teardown(launcher.run_id, workdir, cgroup)
-            return _with_teardown(result, time.monotonic() - teardown_start, image.digest)
+            return with_teardown(result, time.monotonic() - teardown_start, image.digest)
         except BaseException:
             self._teardown(launcher.run_id, workdir, cgroup)
             launcher.discard()  # a launcher never told to go is still waiting; its pipes are ours
@@ -152,13 +141,7 @@ class RunscEngine(ExecutionEngine):
         return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags())
 
     def _prepare_bundle(self, workdir: Path, request: ExecRequest, image: Image) -> None:
-        code = workdir / "code"
-        code.mkdir(mode=0o755)
-        for name, data in request.files.items():
-            path = code / name
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            path.write_bytes(data)
-            path.chmod(0o644)
+        code = workdirs.write_code(workdir, request)
         workdir.chmod(0o711)  # the gofer reads code/ on the sandbox's behalf
         (workdir / "stdin").write_bytes(request.stdin)
         (workdir / "state").mkdir(mode=0o700)
@@ -203,35 +186,18 @@ class RunscEngine(ExecutionEngine):
 
     def sweep(self) -> None:
         """Delete sandboxes, work dirs and cgroups of runs whose worker died (their lock is free)."""
-        state_dir = self.config.state_dir
-        live: set[str] = set()
-        if state_dir.is_dir():
-            for workdir in state_dir.iterdir():
-                if not workdir.name.startswith(RUN_PREFIX):
-                    continue
-                try:
-                    lock = open(workdir / "lock", "a")
-                except OSError:
-                    lock = None
-                try:
-                    if lock is not None:
-                        try:
-                            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        except BlockingIOError:
-                            live.add(workdir.name)
-                            continue
-                    with contextlib.suppress(EngineUnavailable):
-                        self._teardown(
-                            workdir.name, workdir, cgroups.RunCgroup(self.config.cgroup_parent, workdir.name)
-                        )
-                finally:
-                    if lock is not None:
-                        lock.close()
-        for name in cgroups.leftover_names(self.config.cgroup_parent):
+        state_dir, parent = self.config.state_dir, self.config.cgroup_parent
+
+        def remove(workdir: Path) -> None:
+            with contextlib.suppress(EngineUnavailable):
+                self._teardown(workdir.name, workdir, cgroups.RunCgroup(parent, workdir.name))
+
+        live = workdirs.sweep(state_dir, RUN_PREFIX, remove)
+        for name in cgroups.leftover_names(parent):
             if name.startswith(RUN_PREFIX) and name not in live and not (state_dir / name).exists():
                 # No work dir here: it may be a live run of an engine with another state dir, so
                 # only an empty cgroup is removed, and nothing in it is killed.
-                cg = cgroups.RunCgroup(self.config.cgroup_parent, name)
+                cg = cgroups.RunCgroup(parent, name)
                 if not cg.pids_inside():
                     cg.remove(timeout=0)
 
@@ -319,57 +285,31 @@ class _Run:
     def _result(
         self, pump: OutputPump, returncode: int, stats: cgroups.CgroupStats, started: float, ended: float
     ) -> ExecResult:
-        limits = self.request.limits
-        exit_code: int | None = returncode
-        signal_no: int | None = None
-        started_ok = self.booted_at is not None or self.pidfile.exists()
-        kill_reason = pump.kill_reason
         counts = self.guest.counts  # see sandbox/process_count.py for what they can tell
         tail = bytes(pump.kept[Stream.STDERR][-2000:]).decode("utf-8", "replace")
         verdict = decide(
             pump=pump,
-            limits=limits,
+            limits=self.request.limits,
             counts=counts,
             returncode=returncode,
             ended=ended,
             out_of_memory=stats.oom_killed,
-            started=started_ok,
+            started=self.booted_at is not None or self.pidfile.exists(),
             start_failure=f"the sandbox did not start (runsc exit {returncode}): {tail}",
             pids_backstop_hit=stats.pids_limit_hit,
         )
-        status, reason, detail = verdict.status, verdict.reason, verdict.detail
-        if status is Status.ERROR:
-            exit_code = None
-        if returncode < 0:
-            signal_no = -returncode  # runsc itself was killed
-        elif 128 < returncode < 160:
-            signal_no = returncode - 128  # the program died of a signal (or exited with 129-159)
-        if kill_reason is not None:
-            exit_code = None  # we ended it; its exit code says nothing about the program
-        boot = None if self.booted_at is None else self.booted_at - started
-        return ExecResult(
-            status=status,
-            reason=reason,
-            exit_code=exit_code,
-            signal=signal_no,
-            stdout=pump.stream_result(Stream.STDOUT),
-            stderr=pump.stream_result(Stream.STDERR),
+        return exec_result(
+            self.engine,
+            pump,
+            verdict,
+            returncode=returncode,
             usage=Usage(
                 cpu_seconds=stats.cpu_seconds, peak_memory_bytes=stats.peak_memory_bytes, peak_processes=counts.peak
             ),
-            timings=Timings(boot_seconds=boot, run_seconds=ended - started),
-            engine=self.engine.name,
-            runtime_version=self.engine.runtime_version(),
-            image_digest="",
-            detail=detail,
+            timings=Timings(
+                boot_seconds=None if self.booted_at is None else self.booted_at - started, run_seconds=ended - started
+            ),
         )
-
-
-def _with_teardown(result: ExecResult, seconds: float, digest: str) -> ExecResult:
-    import dataclasses
-
-    timings = dataclasses.replace(result.timings, teardown_seconds=seconds)
-    return dataclasses.replace(result, timings=timings, image_digest=digest)
 
 
 def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, Any]:
@@ -384,9 +324,9 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
         "process": {
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_UID},
-            "args": ["/usr/bin/python3", "-u", f"/code/{request.entrypoint}", *request.argv],
+            "args": python_command(request),
             "env": [f"{k}={v}" for k, v in env.items()],
-            "cwd": "/code",
+            "cwd": CODE_MOUNT,
             "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
             "rlimits": [
                 rlimit("RLIMIT_NPROC", limits.processes),
@@ -407,7 +347,7 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
                 "options": [f"size={limits.tmp_bytes}", "mode=1777", "nosuid", "nodev"],
             },
             {
-                "destination": "/code",
+                "destination": CODE_MOUNT,
                 "type": "bind",
                 "source": str(code_dir),
                 "options": ["ro", "rbind", "nosuid", "nodev"],

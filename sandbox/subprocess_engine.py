@@ -27,7 +27,6 @@ sum over processes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -41,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox import workdirs
 from sandbox.contract import (
     ExecRequest,
     ExecResult,
@@ -55,7 +55,7 @@ from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, guest_environment
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import METRICS_EVERY, OutputPump
-from sandbox.verdict import decide
+from sandbox.verdict import decide, exec_result, with_teardown
 
 NOT_A_SANDBOX = (
     "the subprocess engine is not a sandbox: it runs submitted code directly on this host with only "
@@ -126,11 +126,9 @@ class SubprocessEngine(ExecutionEngine):
         state_dir.mkdir(parents=True, exist_ok=True)
         if uid is not None:
             _make_traversable(state_dir)
-        workdir = state_dir / f"{RUN_PREFIX}{'user' if uid is None else uid}-{secrets.token_hex(6)}"
-        workdir.mkdir(mode=0o700)
-        # Held for the life of the run: the sweep skips work dirs whose lock is taken.
-        lock = open(workdir / "lock", "w")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The sweep spares the run's processes and work dir while this lock is held.
+        name = f"{RUN_PREFIX}{'user' if uid is None else uid}-{secrets.token_hex(6)}"
+        workdir, lock = workdirs.create(state_dir, name)
         run: _Run | None = None
         try:
             _prepare(workdir, request, uid)
@@ -142,31 +140,18 @@ class SubprocessEngine(ExecutionEngine):
             (run.group if run is not None else _Group(None, uid)).kill()
             shutil.rmtree(workdir, ignore_errors=True)
             lock.close()
-        return _with_teardown(result, time.monotonic() - teardown_start)
+        return with_teardown(result, time.monotonic() - teardown_start)
 
     def sweep(self) -> None:
         """Kill the processes and remove the work dirs of runs whose worker died (lock free)."""
-        state_dir = self.config.state_dir
-        if not state_dir.is_dir():
-            return
-        for workdir in state_dir.iterdir():
-            if not workdir.name.startswith(RUN_PREFIX):
-                continue
-            try:
-                lock = open(workdir / "lock", "a")
-            except OSError:
-                continue
-            try:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live run
-                owner = workdir.name[len(RUN_PREFIX) :].split("-", 1)[0]
-                if owner.isdigit() and os.geteuid() == 0:
-                    _Group(None, int(owner)).kill()
-                shutil.rmtree(workdir, ignore_errors=True)
-            finally:
-                lock.close()
+
+        def remove(workdir: Path) -> None:
+            owner = workdir.name[len(RUN_PREFIX) :].split("-", 1)[0]
+            if owner.isdigit() and os.geteuid() == 0:
+                _Group(None, int(owner)).kill()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        workdirs.sweep(self.config.state_dir, RUN_PREFIX, remove)
 
 
 def _make_traversable(path: Path) -> None:
@@ -183,13 +168,7 @@ def _make_traversable(path: Path) -> None:
 
 
 def _prepare(workdir: Path, request: ExecRequest, uid: int | None) -> None:
-    code = workdir / "code"
-    code.mkdir(mode=0o755)
-    for name, data in request.files.items():
-        path = code / name
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        path.write_bytes(data)
-        path.chmod(0o644)
+    workdirs.write_code(workdir, request)
     home = workdir / "home"
     home.mkdir(mode=0o700)
     if uid is not None:
@@ -406,12 +385,6 @@ class _Run:
 
     def _result(self, pump: OutputPump, returncode: int, started: float, ended: float) -> ExecResult:
         limits = self.request.limits
-        exit_code: int | None = returncode
-        signal_no: int | None = None
-        if returncode < 0:
-            signal_no = -returncode
-            exit_code = 128 + signal_no  # as a shell (and the runsc engine) reports it
-        kill_reason = pump.kill_reason
         assert self.sampler is not None
         counts = self.sampler.counts  # see sandbox/process_count.py for what they can tell
         stderr_tail = bytes(pump.kept[Stream.STDERR][-4096:]).decode("utf-8", "replace").strip()
@@ -425,31 +398,16 @@ class _Run:
             out_of_memory=returncode != 0 and last_line.startswith("MemoryError"),
             memory_detail=f"memory limit of {limits.memory_bytes} bytes exceeded (MemoryError under RLIMIT_DATA)",
         )
-        status, reason, detail = verdict.status, verdict.reason, verdict.detail
-        if kill_reason is not None:
-            exit_code, signal_no = None, None  # we ended it
         rusage = self.rusage
-        return ExecResult(
-            status=status,
-            reason=reason,
-            exit_code=exit_code,
-            signal=signal_no,
-            stdout=pump.stream_result(Stream.STDOUT),
-            stderr=pump.stream_result(Stream.STDERR),
+        return exec_result(
+            self.engine,
+            pump,
+            verdict,
+            returncode=returncode,
             usage=Usage(
                 cpu_seconds=None if rusage is None else rusage.ru_utime + rusage.ru_stime,
                 peak_memory_bytes=None if rusage is None else rusage.ru_maxrss * 1024,
                 peak_processes=counts.peak,
             ),
             timings=Timings(boot_seconds=None, run_seconds=ended - started),
-            engine=self.engine.name,
-            runtime_version=self.engine.runtime_version(),
-            image_digest="",  # no image: the host's own python3
-            detail=detail,
-        )
-
-
-def _with_teardown(result: ExecResult, seconds: float) -> ExecResult:
-    import dataclasses
-
-    return dataclasses.replace(result, timings=dataclasses.replace(result.timings, teardown_seconds=seconds))
+        )  # no image_digest: the host's own python3

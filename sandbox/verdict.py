@@ -7,9 +7,11 @@ the program's own exit.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from sandbox.contract import Limits, Reason, Status
+from sandbox.contract import ExecResult, Limits, Reason, Status, Stream, Timings, Usage
+from sandbox.engine import ExecutionEngine
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import OutputPump
 
@@ -59,3 +61,55 @@ def decide(
     if counts.limit_reached:
         return Verdict(Status.FAILED, Reason.PIDS_LIMIT, f"{counts.detail()}; exited with code {returncode}")
     return Verdict(Status.FAILED, Reason.EXIT_CODE, f"exited with code {returncode}")
+
+
+def exit_status(returncode: int | None) -> tuple[int | None, int | None]:
+    """(exit code, signal) as a shell reports them: death by signal N is exit code 128 + N.
+
+    Args:
+        returncode: the process's exit status, negative for a signal as subprocess reports it;
+            128 + N from runsc and docker, which report a program's death by signal N so
+            (a program that exits with 129-159 itself looks the same).
+    """
+    if returncode is None:
+        return None, None
+    if returncode < 0:
+        return 128 - returncode, -returncode
+    if 128 < returncode < 160:
+        return returncode, returncode - 128
+    return returncode, None
+
+
+def exec_result(
+    engine: ExecutionEngine,
+    pump: OutputPump,
+    verdict: Verdict,
+    *,
+    returncode: int | None,
+    usage: Usage,
+    timings: Timings,
+) -> ExecResult:
+    """The result of a run the pump drove to its end; the image digest and teardown come later."""
+    exit_code, signal_no = exit_status(returncode)
+    if verdict.status is Status.ERROR or pump.kill_reason is not None:
+        exit_code, signal_no = None, None  # it never ran, or we ended it: that says nothing of the program
+    return ExecResult(
+        status=verdict.status,
+        reason=verdict.reason,
+        exit_code=exit_code,
+        signal=signal_no,
+        stdout=pump.stream_result(Stream.STDOUT),
+        stderr=pump.stream_result(Stream.STDERR),
+        usage=usage,
+        timings=timings,
+        engine=engine.name,
+        runtime_version=engine.runtime_version(),
+        image_digest="",
+        detail=verdict.detail,
+    )
+
+
+def with_teardown(result: ExecResult, seconds: float, image_digest: str = "") -> ExecResult:
+    """`result` with the time its teardown took and the digest of the image it ran on."""
+    timings = dataclasses.replace(result.timings, teardown_seconds=seconds)
+    return dataclasses.replace(result, timings=timings, image_digest=image_digest)

@@ -21,7 +21,6 @@ dockerd must have runsc registered as a runtime with `--network=none` (see sandb
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import secrets
@@ -36,27 +35,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox import cgroups
+from sandbox import cgroups, workdirs
 from sandbox.contract import (
     ExecRequest,
     ExecResult,
     OutputCallback,
     Reason,
     Status,
-    Stream,
     StreamResult,
     Timings,
     Usage,
 )
 from sandbox.docker import attach
 from sandbox.engine import EngineConfig, ExecutionEngine, Finding, MetricSample, MetricsCallback
-from sandbox.errors import EngineUnavailable, InvalidRequest, SandboxError
+from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
-from sandbox.images import DEFAULT_IMAGE, Image, default_recipes, host_suite, load_image
+from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, python_command
+from sandbox.images import DEFAULT_IMAGE, Image, image_named
 from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
 from sandbox.pump import OutputPump
-from sandbox.runsc import SANDBOX_UID, SENTRY_OVERHEAD_BYTES
-from sandbox.verdict import decide
+from sandbox.verdict import decide, exec_result, with_teardown
 
 RUN_PREFIX = "crucible-docker-"
 RUNTIME = "runsc"
@@ -120,7 +118,7 @@ class DockerEngine(ExecutionEngine):
                 f"dockerd at {self.config.docker_url} has no {RUNTIME!r} runtime; add to its daemon.json: "
                 '"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}'
             )
-        self._image_tag(self._image(DEFAULT_IMAGE))
+        self._image_tag(image_named(self.config.images_dir, DEFAULT_IMAGE))
 
     def runtime_version(self) -> str:
         if self._version is None:
@@ -142,12 +140,6 @@ class DockerEngine(ExecutionEngine):
             path = (self._api().info().get("Runtimes") or {}).get(RUNTIME, {}).get("path", RUNTIME)
             self._runtime_path = shutil.which(path) or path
         return self._runtime_path
-
-    def _image(self, name: str) -> Image:
-        recipe = default_recipes(host_suite()).get(name)
-        if recipe is None:
-            raise InvalidRequest("image", f"unknown image {name!r}")
-        return load_image(self.config.images_dir, recipe)
 
     def _image_tag(self, image: Image) -> str:
         """`crucible/<name>:<digest prefix>`, imported from the image's rootfs unless dockerd has it."""
@@ -201,19 +193,16 @@ class DockerEngine(ExecutionEngine):
         cancel: threading.Event | None = None,
     ) -> ExecResult:
         api = self._api()
-        image = self._image(request.image)
+        image = image_named(self.config.images_dir, request.image)
         tag = self._image_tag(image)
         run_id = RUN_PREFIX + secrets.token_hex(8)
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        workdir = self.config.state_dir / run_id
-        workdir.mkdir(mode=0o700)
-        # Held for the life of the run: the sweep spares containers whose lock is taken.
-        lock = open(workdir / "lock", "w")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The sweep spares a run's container and work dir while this lock is held.
+        workdir, lock = workdirs.create(self.config.state_dir, run_id)
         container_id: str | None = None
         cgroup = cgroups.RunCgroup(self.cgroup_parent, run_id)
         try:
-            code = _write_code(workdir, request)
+            code = workdirs.write_code(workdir, request)
+            workdir.chmod(0o711)  # runsc's gofer reads code/ on the sandbox's behalf
             cgroup.create(
                 memory_bytes=request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES, cpu_cores=request.limits.cpu_cores
             )
@@ -225,8 +214,7 @@ class DockerEngine(ExecutionEngine):
             result = run.wait()
             teardown_started = time.monotonic()
             self._teardown(api, run_id, container_id, workdir)
-            timings = dataclasses.replace(result.timings, teardown_seconds=time.monotonic() - teardown_started)
-            return dataclasses.replace(result, timings=timings, image_digest=image.digest)
+            return with_teardown(result, time.monotonic() - teardown_started, image.digest)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the original error is the one worth reporting
                 self._teardown(api, run_id, container_id, workdir)
@@ -238,9 +226,9 @@ class DockerEngine(ExecutionEngine):
 
     def _container_config(self, request: ExecRequest) -> dict[str, Any]:
         return {
-            "command": ["/usr/bin/python3", "-u", f"/code/{request.entrypoint}", *request.argv],
+            "command": python_command(request),
             "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
-            "working_dir": "/code",
+            "working_dir": CODE_MOUNT,
             "environment": guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT),
             "hostname": "sandbox",
             # Attached stdin (closed after the request's bytes): docker sets StdinOnce with it.
@@ -259,7 +247,7 @@ class DockerEngine(ExecutionEngine):
             read_only=True,
             tmpfs={"/tmp": f"size={limits.tmp_bytes},mode=1777,nosuid,nodev"},
             mounts=[
-                Mount("/code", str(code), type="bind", read_only=True),
+                Mount(CODE_MOUNT, str(code), type="bind", read_only=True),
                 Mount(GUEST_MOUNT, str(GUEST_DIR), type="bind", read_only=True),
             ],
             cap_drop=["ALL"],
@@ -301,14 +289,13 @@ class DockerEngine(ExecutionEngine):
         """Remove containers and work dirs of runs whose worker died (their lock is free)."""
         api = self._api()
         state_dir = self.config.state_dir
+        live = workdirs.sweep(state_dir, RUN_PREFIX, lambda workdir: self._teardown(api, workdir.name, None, workdir))
         for info in api.containers(all=True, filters={"label": f"{LABEL_STATE_DIR}={state_dir}"}):
             name = (info.get("Names") or ["/"])[0].lstrip("/")
-            if name.startswith(RUN_PREFIX) and not _locked(state_dir / name):
+            # A run makes its work dir before its container and removes it after: a container
+            # without one was left by a dead worker.
+            if name.startswith(RUN_PREFIX) and name not in live and not (state_dir / name).exists():
                 self._teardown(api, name, info["Id"], state_dir / name)
-        if state_dir.is_dir():
-            for workdir in state_dir.iterdir():
-                if workdir.name.startswith(RUN_PREFIX) and not _locked(workdir):
-                    self._teardown(api, workdir.name, None, workdir)
         for name in cgroups.leftover_names(self.cgroup_parent):
             if name.startswith(RUN_PREFIX) and not (state_dir / name).exists():
                 # No work dir here: it may be a live run of an engine with another state dir, so
@@ -322,32 +309,6 @@ def _is_docker_error(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException))
-
-
-def _write_code(workdir: Path, request: ExecRequest) -> Path:
-    code = workdir / "code"
-    code.mkdir(mode=0o755)
-    for name, data in request.files.items():
-        path = code / name
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        path.write_bytes(data)
-        path.chmod(0o644)
-    workdir.chmod(0o711)  # runsc's gofer reads code/ on the sandbox's behalf
-    return code
-
-
-def _locked(workdir: Path) -> bool:
-    """True if a live run holds `workdir`'s lock."""
-    try:
-        lock = open(workdir / "lock", "a")
-    except OSError:
-        return False
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False
 
 
 class _Run:
@@ -535,10 +496,6 @@ class _Run:
     ) -> ExecResult:
         assert pump is not None
         limits = self.request.limits
-        kill_reason = pump.kill_reason
-        returncode = self.exit_code
-        exit_code = returncode
-        signal_no: int | None = None
         # As for runsc: refused forks show from the host only as the guest's task count at the limit
         # (see sandbox/process_count.py for what the samples can tell).
         counts = self.guest.counts if self.guest is not None else ProcessSamples(limits.processes)
@@ -546,33 +503,22 @@ class _Run:
             pump=pump,
             limits=limits,
             counts=counts,
-            returncode=returncode,
+            returncode=self.exit_code,
             ended=self.killed_at or ended,
-            out_of_memory=self._out_of_memory(stats, returncode, kill_reason),
+            out_of_memory=self._out_of_memory(stats, self.exit_code, pump.kill_reason),
             start_failure=f"lost track of the container: {self.wait_error}",
         )
-        status, reason, detail = verdict.status, verdict.reason, verdict.detail
-        if returncode is not None and 128 < returncode < 160:
-            signal_no = returncode - 128  # the program died of a signal (or exited with 129-159)
-        if kill_reason is not None:
-            exit_code = None  # we ended it; its exit code says nothing about the program
-        return ExecResult(
-            status=status,
-            reason=reason,
-            exit_code=exit_code,
-            signal=signal_no,
-            stdout=pump.stream_result(Stream.STDOUT),
-            stderr=pump.stream_result(Stream.STDERR),
+        return exec_result(
+            self.engine,
+            pump,
+            verdict,
+            returncode=self.exit_code,
             usage=Usage(
                 cpu_seconds=stats.cpu_seconds, peak_memory_bytes=stats.peak_memory_bytes, peak_processes=counts.peak
             ),
             timings=Timings(
                 boot_seconds=None if booted_at is None else booted_at - started, run_seconds=ended - started
             ),
-            engine=self.engine.name,
-            runtime_version=self.engine.runtime_version(),
-            image_digest="",
-            detail=detail,
         )
 
     def _empty_result(self, status: Status, reason: Reason, detail: str, started: float) -> ExecResult:

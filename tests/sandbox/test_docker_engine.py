@@ -19,8 +19,8 @@ from sandbox.docker.daemon import PrivateDockerd
 from sandbox.docker.engine import LABEL_STATE_DIR, RUN_PREFIX, DockerEngine
 from sandbox.engine import EngineConfig, ExecutionEngine
 from sandbox.errors import EngineUnavailable
+from sandbox.gvisor import SENTRY_OVERHEAD_BYTES
 from sandbox.images import Image
-from sandbox.runsc import SENTRY_OVERHEAD_BYTES
 from tests.sandbox.support import FIVE_CHILDREN, REPO_ROOT, make_request
 
 pytestmark = [pytest.mark.timeout(60)]

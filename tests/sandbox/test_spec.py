@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from sandbox.contract import ExecRequest, Limits, MiB
+from sandbox.guest_env import GUEST_DIR
+from sandbox.gvisor import SANDBOX_UID
 from sandbox.images import Image
-from sandbox.runsc import GUEST_DIR, SANDBOX_UID, oci_spec
+from sandbox.runsc import oci_spec
 
 FIXED_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
