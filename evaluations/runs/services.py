@@ -29,9 +29,9 @@ from evaluations.runs.validation import (
     code_validate,
     entrypoint_clean,
     limits_build,
-    submission_name_clean,
     project_files,
     run_inputs_validate,
+    submission_name_clean,
 )
 from sandbox.contract import MiB
 
