@@ -36,7 +36,8 @@ from pathlib import Path
 
 from sandbox import cgroups, workdirs
 
-RUN_PREFIX = "crucible-"
+# Names this engine's work dirs and cgroups; no engine's prefix starts another's, so no sweep takes another's.
+RUN_PREFIX = "crucible-runsc-"
 MAX_WARM = 4
 # $1.. are runsc and its global flags; the line read names the run's work dir (its basename is
 # the container id). `read` in a sh reads byte by byte, so nothing past the line is consumed.

@@ -63,7 +63,8 @@ NOT_A_SANDBOX = (
     "unless enabled explicitly (EngineConfig(allow_subprocess=True)); use the runsc engine otherwise"
 )
 HOST_PATH = "/usr/local/bin:/usr/bin:/bin"
-RUN_PREFIX = "subprocess-"
+# Names this engine's work dirs; no engine's prefix starts another's, so no sweep takes another's.
+RUN_PREFIX = "crucible-subprocess-"
 # Per-run uids when the worker is root: far above any real account, one per run.
 UID_BASE = 2_100_000_000
 UID_SPAN = 10_000_000

@@ -56,6 +56,7 @@ from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
 from sandbox.pump import OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
 
+# Names this engine's work dirs, containers and cgroups; no engine's prefix starts another's.
 RUN_PREFIX = "crucible-docker-"
 RUNTIME = "runsc"
 LABEL_ENGINE = "crucible.engine"

@@ -76,7 +76,7 @@ def fake_leftover(engine: ExecutionEngine, name: str) -> tuple[Path, cgroups.Run
 
 
 def test_sweep_removes_a_dead_workers_leftovers(engine: ExecutionEngine) -> None:
-    name = "crucible-deadbeef00000000"
+    name = f"{runsc_module.RUN_PREFIX}deadbeef00000000"
     workdir, cgroup, proc = fake_leftover(engine, name)
     try:
         assert name in cgroups.leftover_names(engine.config.cgroup_parent)
@@ -94,7 +94,7 @@ def test_sweep_removes_a_dead_workers_leftovers(engine: ExecutionEngine) -> None
 
 
 def test_sweep_removes_a_cgroup_without_a_work_dir(engine: ExecutionEngine) -> None:
-    name = "crucible-deadbeef00000001"
+    name = f"{runsc_module.RUN_PREFIX}deadbeef00000001"
     cgroup = cgroups.RunCgroup(engine.config.cgroup_parent, name)
     cgroup.create(memory_bytes=64 * MiB, cpu_cores=1)
     try:
@@ -105,7 +105,7 @@ def test_sweep_removes_a_cgroup_without_a_work_dir(engine: ExecutionEngine) -> N
 
 
 def test_sweep_spares_a_run_whose_lock_is_held(engine: ExecutionEngine) -> None:
-    name = "crucible-deadbeef00000002"
+    name = f"{runsc_module.RUN_PREFIX}deadbeef00000002"
     workdir, cgroup, proc = fake_leftover(engine, name)
     lock = open(workdir / "lock", "w")
     fcntl.flock(lock, fcntl.LOCK_EX)

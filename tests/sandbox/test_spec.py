@@ -24,7 +24,7 @@ FIXED_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONPATH": "/opt/crucible",
 }
-CODE_DIR = Path("/var/lib/crucible/sandboxes/crucible-0123456789abcdef/code")
+CODE_DIR = Path("/var/lib/crucible/sandboxes/crucible-runsc-0123456789abcdef/code")
 
 
 def spec_for(image: Image, request: ExecRequest | None = None) -> dict[str, Any]:
