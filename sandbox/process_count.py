@@ -114,15 +114,19 @@ class _SocketQuery:
             return None
         return _pids_current((reply.get("result") or {}).get("event"))
 
+    def understood(self) -> bool:
+        """The sandbox answered as this protocol expects: a count, or why there is none yet."""
+        reply = self.parsed
+        if not isinstance(reply, dict) or not isinstance(reply.get("success"), bool):
+            return False
+        if reply["success"]:
+            return _has_pids((reply.get("result") or {}).get("event"))
+        return reply.get("err") != "unknown method"
+
     def misunderstood(self) -> bool:
         """The sandbox answered, but not as this protocol expects (another runsc version). Not
         "container not started yet" or "gone", which only mean: ask again later."""
-        reply = self.parsed
-        if not isinstance(reply, dict) or not isinstance(reply.get("success"), bool):
-            return bool(self.reply)
-        if reply["success"]:
-            return _pids_current((reply.get("result") or {}).get("event")) is None
-        return reply.get("err") == "unknown method"
+        return bool(self.reply) and not self.understood()
 
     def close(self) -> None:
         self.sock.close()
@@ -187,6 +191,15 @@ def _pids_current(event: object) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
+def _has_pids(event: object) -> bool:
+    # runsc leaves out a zero "current" (omitempty): `"pids": {}` is a container with no task yet
+    # (created, not started) or no more, an answer in this protocol that holds no count.
+    try:
+        return isinstance(event["data"]["pids"], dict)  # type: ignore[index]
+    except (KeyError, TypeError):
+        return False
+
+
 class GuestProcesses:
     """The guest's task count (processes and threads), sampled from the sandbox itself.
 
@@ -202,6 +215,7 @@ class GuestProcesses:
         self.command = command
         self.socket_path, self.container_id = socket_path, container_id
         self.counts = ProcessSamples(limit)
+        self.socket_answered = False  # the socket has answered in its protocol during this run
         self.query: _SocketQuery | _CommandQuery | None = None
         self.launched_at = 0.0
         self.next_at: float | None = None
@@ -234,19 +248,27 @@ class GuestProcesses:
         self._collect()
 
     def _start(self) -> _SocketQuery | _CommandQuery | None:
-        if self.socket_path is not None and self.socket_path.exists():
+        if self.socket_path is not None:
             try:
                 return _SocketQuery(self.socket_path, self.container_id)
             except OSError:
-                pass  # not listening yet, gone, or out of reach: runsc knows better
+                # runsc binds the socket before it writes the pid file, so once the socket has
+                # answered, a missing or refusing one is a sandbox going away, which `runsc
+                # events` would find gone too. Before that, it is out of reach: runsc knows better.
+                if self.socket_answered:
+                    return None
         return _CommandQuery(self.command)
 
     def _collect(self) -> None:
         assert self.query is not None
         count = self.query.count()
         cheap = isinstance(self.query, _SocketQuery)
-        if isinstance(self.query, _SocketQuery) and self.query.misunderstood():
-            self.socket_path = None  # another runsc: ask `runsc events` for the rest of this run
+        if isinstance(self.query, _SocketQuery):
+            if self.query.understood():
+                self.socket_answered = True
+            elif self.query.misunderstood() and not self.socket_answered:
+                self.socket_path = None  # another runsc: ask `runsc events` for the rest of this run
+            # else: closed without a word, or mid-reply after answering before: it has gone
         self.query = None
         if count is not None:
             self.counts.add(self.launched_at, count)
