@@ -46,7 +46,6 @@ from sandbox.contract import (
     ExecResult,
     Limits,
     OutputCallback,
-    Stream,
     Timings,
     Usage,
 )
@@ -55,7 +54,7 @@ from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, guest_environment
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import METRICS_EVERY, OutputPump
-from sandbox.verdict import decide, exec_result, with_teardown
+from sandbox.verdict import decide, exec_result, last_stderr_line, with_teardown
 
 NOT_A_SANDBOX = (
     "the subprocess engine is not a sandbox: it runs submitted code directly on this host with only "
@@ -388,15 +387,13 @@ class _Run:
         limits = self.request.limits
         assert self.sampler is not None
         counts = self.sampler.counts  # see sandbox/process_count.py for what they can tell
-        stderr_tail = bytes(pump.kept[Stream.STDERR][-4096:]).decode("utf-8", "replace").strip()
-        last_line = stderr_tail.splitlines()[-1] if stderr_tail else ""
         verdict = decide(
             pump=pump,
             limits=limits,
             counts=counts,
             returncode=returncode,
             ended=ended,
-            out_of_memory=returncode != 0 and last_line.startswith("MemoryError"),
+            out_of_memory=returncode != 0 and last_stderr_line(pump).startswith("MemoryError"),
             memory_detail=f"memory limit of {limits.memory_bytes} bytes exceeded (MemoryError under RLIMIT_DATA)",
         )
         rusage = self.rusage

@@ -1,19 +1,26 @@
-"""How every engine turns what happened into a status and reason: one precedence, one wording.
+"""How every engine turns what happened into a status and reason, and into its ExecResult.
 
 Precedence: a cancel we were asked for, then memory (an OOM kill also ends output and may look
 like a timeout), then the limit we enforced by killing, then a sandbox that never started, then
-the program's own exit.
+how the program failed: a full disk it reported, the process limit, else its exit code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 
 from sandbox.contract import ExecResult, Limits, Reason, Status, Stream, Timings, Usage
 from sandbox.engine import ExecutionEngine
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import OutputPump
+
+# How a failed write ends the last line of a traceback (Python adds "[Errno N]" before these).
+NO_SPACE = "No space left on device"  # ENOSPC: the run's writable space (/tmp) is full
+FILE_TOO_LARGE = "File too large"  # EFBIG: a file reached RLIMIT_FSIZE
+# The last bytes of stderr in which the program's last line is looked for.
+STDERR_TAIL_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,32 @@ def decide(
         return Verdict(Status.ERROR, Reason.SANDBOX_ERROR, start_failure or "the sandbox did not start")
     if returncode == 0:
         return Verdict(Status.SUCCEEDED, None, "")
+    disk_full = _disk_full(pump, limits, returncode)
+    if disk_full:
+        return Verdict(Status.FAILED, Reason.DISK_LIMIT, disk_full)
     if pids_backstop_hit:
         return Verdict(Status.FAILED, Reason.PIDS_LIMIT, "process limit reached")
     if counts.limit_reached:
         return Verdict(Status.FAILED, Reason.PIDS_LIMIT, f"{counts.detail()}; exited with code {returncode}")
     return Verdict(Status.FAILED, Reason.EXIT_CODE, f"exited with code {returncode}")
+
+
+def last_stderr_line(pump: OutputPump) -> str:
+    """The last non-empty line the program wrote to stderr: a Python traceback's exception."""
+    tail = bytes(pump.kept[Stream.STDERR][-STDERR_TAIL_BYTES:]).decode("utf-8", "replace").strip()
+    return tail.splitlines()[-1] if tail else ""
+
+
+def _disk_full(pump: OutputPump, limits: Limits, returncode: int) -> str:
+    """Why the program failed on a full disk, or "" if that is not what its end shows."""
+    if exit_status(returncode)[1] == signal.SIGXFSZ:
+        return f"killed by SIGXFSZ: a file reached the file size limit of {limits.file_size_bytes} bytes"
+    last = last_stderr_line(pump)
+    if NO_SPACE in last:
+        return f"a write failed with ENOSPC: /tmp is full (it holds at most {limits.tmp_bytes} bytes)"
+    if FILE_TOO_LARGE in last:
+        return f"a write failed with EFBIG: a file reached the file size limit of {limits.file_size_bytes} bytes"
+    return ""
 
 
 def exit_status(returncode: int | None) -> tuple[int | None, int | None]:

@@ -39,6 +39,7 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
         "test_the_root_filesystem_is_read_only": "it runs on the host's filesystem, not a read-only image",
         "test_home_and_tmpdir_are_the_programs_tmp": "HOME and TMPDIR are a directory in its work dir",
         "test_filling_tmp_gives_enospc_not_an_oom": "it does not enforce tmp_bytes (the host's /tmp)",
+        "test_a_program_that_fails_because_tmp_is_full_fails_on_the_disk_limit": "it does not enforce tmp_bytes",
         "test_tmp_does_not_persist_between_runs": "it shares the host's /tmp between runs",
         "test_it_has_no_network": "it shares the host's network",
         "test_it_cannot_resolve_names": "it shares the host's network",
@@ -371,6 +372,45 @@ else:
     assert out.startswith("refused ENOSPC"), (out, result)
     assert int(out.split()[-1]) <= 8 * MiB
     assert result.status is Status.SUCCEEDED, result  # the program handled it: no OOM, no kill
+
+
+def test_a_program_that_fails_because_tmp_is_full_fails_on_the_disk_limit(run: Run, tmp_name: str) -> None:
+    # Bounded, so an engine without a /tmp limit cannot fill the host's disk.
+    code = f"""
+with open('/tmp/{tmp_name}', 'wb') as f:
+    for _ in range(32):
+        f.write(b'x' * 1024 * 1024)
+        f.flush()
+"""
+    result = run(code, memory_bytes=128 * MiB, tmp_bytes=8 * MiB, file_size_bytes=1024 * MiB)
+    assert (result.status, result.reason, result.exit_code) == (Status.FAILED, Reason.DISK_LIMIT, 1), result
+    assert b"OSError: [Errno 28] No space left on device" in result.stderr.data
+    assert result.detail == f"a write failed with ENOSPC: /tmp is full (it holds at most {8 * MiB} bytes)"
+
+
+def test_a_program_that_fails_on_a_file_over_the_size_limit_fails_on_the_disk_limit(run: Run) -> None:
+    code = """
+import os
+with open(os.path.join(os.environ['TMPDIR'], 'big'), 'wb') as f:
+    f.write(b'x' * (2 * 1024 * 1024))
+"""
+    result = run(code, file_size_bytes=1 * MiB)
+    assert (result.status, result.reason, result.exit_code) == (Status.FAILED, Reason.DISK_LIMIT, 1), result
+    assert b"OSError: [Errno 27] File too large" in result.stderr.data
+    assert result.detail == f"a write failed with EFBIG: a file reached the file size limit of {MiB} bytes"
+
+
+def test_a_program_killed_for_a_file_over_the_size_limit_fails_on_the_disk_limit(run: Run) -> None:
+    # Python ignores SIGXFSZ (and gets EFBIG instead); a program that does not dies of it.
+    code = """
+import os, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+with open(os.path.join(os.environ['TMPDIR'], 'big'), 'wb') as f:
+    f.write(b'x' * (2 * 1024 * 1024))
+"""
+    result = run(code, file_size_bytes=1 * MiB)
+    assert (result.status, result.reason, result.signal) == (Status.FAILED, Reason.DISK_LIMIT, 25), result
+    assert result.detail == f"killed by SIGXFSZ: a file reached the file size limit of {MiB} bytes"
 
 
 def test_tmp_does_not_persist_between_runs(run: Run, tmp_name: str) -> None:
