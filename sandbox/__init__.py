@@ -1,7 +1,7 @@
 """Crucible's execution layer: run untrusted code in a fresh gVisor sandbox with hard limits.
 
 Pure Python, no Django: configuration comes in as arguments (EngineConfig), results go out as
-frozen dataclasses. `python -m sandbox --help` for the command line.
+frozen dataclasses. `python -m sandbox --help` for the command line; docs/sandbox.md for the design.
 """
 
 from sandbox.contract import (

@@ -1,13 +1,7 @@
 """Project uploads: unpack a .zip, .tar.gz/.tgz or .tar into request files, refusing anything unsafe.
 
-Nothing is written to disk: entries become `{relative path: bytes}` for ExecRequest.files. Rejected
-(InvalidRequest, field "archive", the message naming the entry): absolute paths, `..`, empty or `.`
-path components, backslashes, symlinks and hard links, devices, FIFOs and other special files,
-encrypted entries, compression other than stored/deflate (zip), duplicate names, a file that is
-also a directory, and anything over the entry-count or size caps. Sizes are counted as bytes are
-decompressed and reads are bounded, so a bomb is refused after at most a cap's worth of work.
-Entries under `__MACOSX/` (Finder metadata) are skipped, and if every file sits under one common
-top-level directory, that directory is stripped ("project/main.py" becomes "main.py").
+Nothing is written to disk: entries become `{relative path: bytes}` for ExecRequest.files. What is
+refused, skipped or stripped, and how bombs are bounded: docs/sandbox.md, "Project archives".
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from sandbox.errors import EngineUnavailable
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
-# runsc's own threads count against pids.max: ~300 host threads for 64 guest processes on systrap,
-# far more on ptrace. Processes are limited by RLIMIT_NPROC inside; this is only a backstop.
+# runsc's own threads count against pids.max, several per guest process, and a small limit crashes
+# runsc. Processes are limited by RLIMIT_NPROC inside the sandbox; this is only a backstop.
 PIDS_BACKSTOP = 8192
 CFS_PERIOD_US = 100_000
 

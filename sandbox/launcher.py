@@ -1,24 +1,7 @@
 """Launchers for `runsc run`: a `sh` that joins the run's cgroup first, then becomes runsc.
 
-Every process runsc starts must be inside the run's cgroup, so something has to join it before
-runsc is exec'd. Doing that on the critical path was the largest part of the runsc engine's
-overhead over a bare `runsc run` (bench/README.md, "Where the runsc engine's time goes"): on a v1
-hierarchy the move waits for an RCU grace period (5.6 ms median, up to 14 ms here) and the runsc
-start after it ran ~8 ms slower than from a sh that had joined 100 ms earlier.
-
-So the engine keeps launchers "warm": each one made ahead of time, already inside a fresh cgroup
-of its own (no limits yet), blocked reading one line from its stdin. A run takes one, writes its
-limits into the cgroup, and sends the line naming its work dir; the `sh` then execs
-`runsc ... run` on that bundle, with the bundle's stdin file as stdin, and its stdout/stderr
-pipes become the run's. A launcher nobody takes is ended by closing its stdin (the `read` fails,
-the `sh` exits 125) and its cgroup and work dir removed: by `close()`, by a finalizer when the
-pool is collected or the process exits normally (a Celery pool child, which ends with os._exit,
-calls close() from worker_process_shutdown). If the process dies, the same EOF ends the `sh`, and
-the empty cgroup and unlocked work dir are what the next start-up sweep removes.
-
-The pool keeps as many warm launchers as the engine has had runs at once (at most MAX_WARM), and
-makes new ones on a background thread after each take, so a run never waits for one: with none
-warm it starts its own, exactly as a cold start.
+The runsc engine keeps them warm, made ahead of time, so joining a cgroup is off the critical path;
+how they are made, used and ended is in docs/sandbox.md, "Warm launchers".
 """
 
 from __future__ import annotations
@@ -52,7 +35,7 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 class Launcher:
-    """One `sh` in the cgroup of the run it will start, with that run's work dir; see the module docstring.
+    """One `sh` in the cgroup of the run it will start, with that run's work dir (docs/sandbox.md).
 
     The work dir exists (and its lock is held) from the start, so a start-up sweep by another
     worker takes the launcher's cgroup for a live run's even before the `sh` has joined it.
@@ -118,7 +101,7 @@ class Launcher:
 
 
 class LauncherPool:
-    """Warm launchers for one engine's next runs; thread-safe. See the module docstring."""
+    """Warm launchers for one engine's next runs (as many as it has had runs at once); thread-safe."""
 
     def __init__(self, make: Callable[[], Launcher], *, warm: bool = True) -> None:
         self._make = make

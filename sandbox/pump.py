@@ -1,21 +1,7 @@
 """The output pump every engine shares: stdout/stderr in chunks, caps, wall deadline, cancel, metrics.
 
-An engine starts its process, then hands the pipes to an `OutputPump` together with a few callables
-(how to tell it exited, how to stop it, how to sample metrics) and calls `run()`. The pump returns
-when the process has exited and its pipes are drained; the engine then reads `kill_reason`,
-`written` and `stream_result()` to build its ExecResult.
-
-Rules it enforces (see DESIGN.md, "Output"):
-- pipes are read in chunks of up to 64 KiB, never by line, and each chunk reaches `on_output`
-  within one poll interval (50 ms) with its byte offset in the stream;
-- at a stream's byte cap the rest of the chunk is dropped, the process is stopped with reason
-  OUTPUT_LIMIT and the pipes keep being drained so it cannot block on a full pipe;
-- the run ends when the process exits, not at EOF: a daemon holding the pipe open does not keep
-  it alive, what is already buffered is drained for at most `DRAIN_SECONDS`;
-- the wall deadline and the cancel event stop the process with TIMEOUT / CANCELLED; if `kill`
-  has not ended it after `KILL_GRACE_SECONDS`, `force_kill` is called on every later iteration.
-
-All callbacks run on the thread that called `run()`.
+An engine hands its process's pipes and a few callables to an `OutputPump` and calls `run()`; the
+rules it enforces are in docs/sandbox.md, "The output pump". All callbacks run on the calling thread.
 """
 
 from __future__ import annotations
@@ -38,7 +24,7 @@ CLOSED_PIPES_FIRST_WAIT = 0.001
 
 
 class OutputPump:
-    """Drives one process to its end; see the module docstring for what it guarantees.
+    """Drives one process to its end; what it guarantees is in docs/sandbox.md, "The output pump".
 
     Arguments:
         stdout, stderr: read ends of the process's pipes (file descriptors). The pump makes them
@@ -111,8 +97,9 @@ class OutputPump:
                 else:
                     # Both pipes are closed but the process has not exited. Usually it is exiting
                     # this very moment (its pipes close before its exit can be reaped), so look
-                    # again soon; if it lives on (it closed its own stdout), back off to `timeout`
-                    # instead of spinning on exited(). (A flat 50 ms wait here cost ~8 ms a run.)
+                    # again soon (a flat `timeout` here made every run slower, see bench/README.md);
+                    # if it lives on (it closed its own stdout), back off to `timeout` instead of
+                    # spinning on exited().
                     time.sleep(min(timeout, closed_wait))
                     closed_wait *= 2
                     events = []

@@ -1,8 +1,6 @@
 """The default engine: one foreground `runsc run` (gVisor) per request, in a cgroup of our own.
 
-Facts this design rests on (measured, see DESIGN.md): `runsc run --detach` + delete costs seconds,
-so runs are foreground; runsc deletes its own cgroup on exit, so OOM is read from ours; a small
-pids cgroup limit crashes runsc, so processes are limited with RLIMIT_NPROC.
+Why foreground, why our own cgroup and why RLIMIT_NPROC: docs/sandbox.md, "The runsc engine".
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from sandbox.pump import POLL_SECONDS, OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
 
 # While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
-# exact to a few ms (not to the 50 ms poll) and the first process count comes early.
+# exact to this (not to POLL_SECONDS) and the first process count comes early.
 BOOT_POLL_SECONDS = 0.005
 
 INSTALL_HINT = (
@@ -171,7 +169,7 @@ class RunscEngine(ExecutionEngine):
 
     def _teardown(self, run_id: str, workdir: Path, cgroup: cgroups.RunCgroup) -> None:
         # A foreground `runsc run` that ended by itself leaves its state dir empty, and a delete
-        # then costs ~30 ms for nothing; a killed or crashed one leaves state that must go.
+        # would cost time for nothing; a killed or crashed one leaves state that must go.
         state = workdir / "state"
         if state.is_dir() and any(state.iterdir()):
             with contextlib.suppress(subprocess.SubprocessError, OSError):

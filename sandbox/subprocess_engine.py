@@ -1,27 +1,7 @@
 """DEVELOPMENT ONLY, NOT A SANDBOX: runs the request with the host's python3 under rlimits.
 
-For machines without gVisor (a laptop, a CI runner without root). It refuses to run unless
-EngineConfig.allow_subprocess is set, and is never chosen automatically.
-
-What it enforces: wall time, cancel, output caps (the shared OutputPump), an environment of only
-the fixed variables plus the request's, and these rlimits applied in the child before the program
-starts: RLIMIT_DATA (memory), RLIMIT_NPROC (processes and threads), RLIMIT_FSIZE, RLIMIT_NOFILE,
-RLIMIT_CPU (a backstop for when the supervisor dies), RLIMIT_CORE=0. When the worker runs as root,
-the program runs as a uid of its own, picked for this run (so RLIMIT_NPROC counts only this run,
-root-only files stay unreadable and every process of the run can be found and killed at the end);
-otherwise it runs as the worker's user in a process group of its own.
-
-What it CANNOT contain: the network; the host's filesystem (everything world-readable can be read,
-world-writable directories such as /tmp can be written, and survive the run); other processes and
-the host kernel's whole attack surface; the CPU quota (cpu_cores is not enforced); the /tmp size
-limit (tmp_bytes is not enforced, only file_size_bytes per file); as a non-root user, processes
-that leave the process group (setsid) survive the run, and RLIMIT_NPROC counts all of the user's
-processes (the limit is set to their current count plus `processes`, so it is approximate).
-Memory is limited by RLIMIT_DATA, which counts allocations rather than resident memory: Python
-raises MemoryError, and `memory_limit` is reported only when the program exits non-zero with a
-MemoryError as the last line of its stderr (a C extension may crash instead: that shows as an
-exit code or signal). Peak memory is the largest resident set of one process (getrusage), not the
-sum over processes.
+For machines without gVisor. It refuses to run unless EngineConfig.allow_subprocess is set, and is
+never chosen automatically. What it enforces and what it cannot contain: docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -213,7 +193,7 @@ class _Group:
             if not entry.isdigit():
                 continue
             try:
-                # Cheap filter (reading every stat takes ~20 ms here): /proc/<pid> belongs to the
+                # Cheap filter (reading every process's stat is slow): /proc/<pid> belongs to the
                 # process's euid, or to root if it made itself non-dumpable; the thorough scan that
                 # kill() uses reads every real uid instead.
                 if not thorough and os.stat(f"/proc/{entry}").st_uid != self.owner:
@@ -263,7 +243,7 @@ class _Group:
 
 
 class _Sampler(threading.Thread):
-    """Scans /proc for the run's processes off the pump's thread: one scan takes 20-80 ms here."""
+    """Scans /proc for the run's processes off the pump's thread: a scan is too slow for the pump's."""
 
     def __init__(self, group: _Group, counts: ProcessSamples) -> None:
         super().__init__(name="crucible-subprocess-sampler", daemon=True)

@@ -1,12 +1,8 @@
 """A private dockerd for the docker engine on machines without systemd (tests, development).
 
-Everything lives under one directory: daemon.json, data-root (imported images stay cached there),
-exec-root, pidfile, log and the API socket. `"iptables": false, "bridge": "none"` keeps it off the
-host's network, and runsc is registered as a runtime with `--network=none`: without that flag runsc
-refuses docker's "none" network namespace here ("cannot run with network enabled in root network
-namespace") and leaks its half-started sandbox.
-
     python -m sandbox.docker.daemon start|stop|status [--dir var/docker]
+
+Off the host's network, with runsc as a runtime: docs/sandbox.md, "A private dockerd".
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """The docker engine: one container per request through the docker SDK, with gVisor as its runtime.
 
-Same sandbox as the runsc engine, reached through dockerd: `runtime="runsc"`, no network, read-only
-root from the same rootfs (imported once per digest), tmpfs /tmp, no capabilities, uid 65534, the
-same rlimits and environment. The request's files are bind-mounted read-only at /code from a per-run
-work dir (put_archive cannot write into a read-only root). Output comes from an attach socket opened
-before start; a thread splits docker's framed stream into two pipes so the shared OutputPump applies
-the same caps, deadline and cancel rules as for runsc.
-
-As with runsc, each run gets a cgroup the engine creates and reads itself, here as the container's
-cgroup parent: runsc deletes the container's own cgroup when it exits, and docker's
-`State.OOMKilled` missed an OOM kill under runsc in testing. Our cgroup's memory limit is a little
-below the container's, so ours is the one that binds: a run that failed (not stopped by us) after
-its peak reached that limit is reported as memory_limit too; under runsc such a program dies either
-of SIGKILL (137) or of a MemoryError (1). (The kernel counts an OOM kill in the victim's own cgroup,
-runsc's, which is gone by then, so our memory.oom_control rarely shows one.)
-
-dockerd must have runsc registered as a runtime with `--network=none` (see sandbox/docker/daemon.py).
+The same sandbox as the runsc engine, reached through dockerd, with a cgroup of our own as the
+container's parent (OOM evidence survives runsc). Details: docs/sandbox.md, "The docker engine";
+dockerd must have runsc registered as a runtime with `--network=none` (sandbox/docker/daemon.py).
 """
 
 from __future__ import annotations
