@@ -164,7 +164,7 @@ def prepare_site(var_dir: Path, images_dir: Path, state_dir: Path, redis_url: st
             env,
             "shell",
             "-c",
-            "from django.contrib.auth import get_user_model; from evaluations import tokens; "
+            "from django.contrib.auth import get_user_model; from evaluations.accounts import tokens; "
             "u = get_user_model().objects.create_user('bench'); print(tokens.token_create(user=u, name='bench')[1])",
         )
         .strip()
