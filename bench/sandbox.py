@@ -519,7 +519,7 @@ class _Probe:
     def install(self) -> None:
         probe = self
         self._timed(RunscEngine, "execute", "execute")
-        self._timed(RunscEngine, "_image", "image lookup")
+        self._timed(runsc_module, "image_named", "image lookup")
         self._timed(RunscEngine, "_prepare_bundle", "bundle write")
         self._timed(cgroups.RunCgroup, "set_limits", "cgroup limits")
         self._timed(launcher_module.LauncherPool, "take", "launcher take")
