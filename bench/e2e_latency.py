@@ -43,11 +43,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
 from common import PYTHON3, BenchError, attempt, machine_info, summary  # noqa: E402
+from raw_runsc import RawRunsc  # noqa: E402
 
-from sandbox.contract import ExecRequest  # noqa: E402
 from sandbox.engine import EngineConfig  # noqa: E402
-from sandbox.images import default_recipes, host_suite, load_image  # noqa: E402
-from sandbox.runsc import RunscEngine, oci_spec  # noqa: E402
+from sandbox.runsc import RunscEngine  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 
 CODE = "print(1)\n"
@@ -67,65 +66,6 @@ def sample_python() -> float:
     if proc.returncode != 0 or proc.stdout != EXPECTED:
         raise BenchError(f"python3 -c: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr!r}")
     return took
-
-
-# -- (b) raw runsc -----------------------------------------------------------------------------------
-
-
-class RawRunsc:
-    """One OCI bundle (config.json + code/) reused by every sample; a fresh --root and id per run."""
-
-    def __init__(self, images_dir: Path, work: Path) -> None:
-        engine = RunscEngine(EngineConfig(images_dir=images_dir, state_dir=work / "unused"))
-        engine.check_binary()
-        self.runsc = shutil.which("runsc") or "runsc"
-        self.platform = engine.platform()  # what Crucible uses here (systrap when available)
-        self.version = engine.runtime_version()
-        image = load_image(images_dir, default_recipes(host_suite())["python3"])
-        self.image_digest = image.digest
-        self.work = work
-        self.bundle = work / "bundle"
-        code = self.bundle / "code"
-        code.mkdir(parents=True, mode=0o755)
-        (code / "main.py").write_text(CODE)
-        (code / "main.py").chmod(0o644)
-        self.bundle.chmod(0o711)  # the gofer reads code/ on the sandbox's behalf, as in Crucible
-        request = ExecRequest(files={"main.py": CODE.encode()})
-        (self.bundle / "config.json").write_text(json.dumps(oci_spec(request, image.rootfs, code)))
-        self.count = 0
-
-    def command(self, root: Path, *args: str) -> list[str]:
-        return [
-            self.runsc,
-            "--root", str(root),
-            "--network=none",
-            "--ignore-cgroups",
-            "--overlay2=none",
-            f"--platform={self.platform}",
-            *args,
-        ]  # fmt: skip
-
-    def sample(self) -> tuple[float, float]:
-        """(run + delete, run only) in seconds."""
-        self.count += 1
-        cid = f"cbench-{os.getpid()}-{self.count}"
-        root = self.work / f"r{self.count}"
-        root.mkdir(mode=0o700)
-        start = time.perf_counter()
-        proc = subprocess.run(
-            self.command(root, "run", "--bundle", str(self.bundle), cid),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-        )
-        ran = time.perf_counter()
-        subprocess.run(self.command(root, "delete", "--force", cid), capture_output=True)
-        end = time.perf_counter()
-        shutil.rmtree(root, ignore_errors=True)
-        if proc.returncode != 0 or proc.stdout != EXPECTED:
-            raise BenchError(
-                f"runsc run: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr[-2000:]!r}"
-            )
-        return end - start, ran - start
 
 
 # -- (c) Crucible end to end -------------------------------------------------------------------------
@@ -244,8 +184,10 @@ def main() -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)
     try:
-        raw = RawRunsc(args.images_dir, work)
-        info = machine_info(raw.version, raw.platform)
+        engine = RunscEngine(EngineConfig(images_dir=args.images_dir, state_dir=work / "unused"))
+        engine.check_binary()
+        raw = RawRunsc(engine, work / "raw", CODE, EXPECTED)
+        info = machine_info(engine.runtime_version(), engine.platform())
         print(
             f"machine: {info['cpus']} CPUs, {info['os']}, kernel {info['kernel']}, {info['runsc']} "
             f"({info['runsc_platform']}), load {info['loadavg_at_start']}",

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import itertools
 import json
 import os
 import random
@@ -60,6 +59,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 sys.path.append(str(Path(__file__).resolve().parent))  # last: bench/sandbox.py must not shadow `sandbox`
 from common import PYTHON3, BenchError, attempt, loadavg, machine_info, paired_difference, summary  # noqa: E402
+from raw_runsc import RawRunsc  # noqa: E402
 
 import sandbox.launcher as launcher_module  # noqa: E402
 import sandbox.process_count as process_count  # noqa: E402
@@ -70,16 +70,13 @@ from sandbox.engine import EngineConfig, ExecutionEngine, get_engine  # noqa: E4
 from sandbox.errors import EngineUnavailable, SandboxError  # noqa: E402
 from sandbox.guest_env import guest_environment  # noqa: E402
 from sandbox.images import DEFAULT_IMAGE, default_recipes, host_suite, load_image  # noqa: E402
-from sandbox.runsc import SENTRY_OVERHEAD_BYTES, RunscEngine, oci_spec  # noqa: E402
+from sandbox.runsc import RunscEngine  # noqa: E402
 
 CODE = "print(1)\n"
 EXPECTED = b"1\n"
 TARGET_LATENCY_RATIO = 1.1
 TARGET_THROUGHPUT_RATIO = 0.9
 SLICES = 4  # each throughput measurement is made of this many interleaved windows
-# How runsc joins a cgroup when nothing joined it beforehand (the engine's cold start, and what it
-# did for every run before sandbox/launcher.py): the `sh` joins, then becomes runsc.
-JOIN_CGROUP = 'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
 IDLE_CODE = "import time\nprint('up', flush=True)\ntime.sleep(30)\n"
 
 _IMPORTS = (
@@ -122,79 +119,6 @@ def sample_python() -> float:
     if out != EXPECTED:
         raise BenchError(f"python3 -c: stdout {out!r}")
     return took
-
-
-# -- (b) raw runsc ------------------------------------------------------------------------------------
-
-
-class RawRunsc:
-    """A bundle (config.json + code/) of its own, reused by every run; a fresh --root and id per run.
-
-    One instance per thread: runs of one instance never overlap.
-    """
-
-    _ids = itertools.count(1)
-
-    def __init__(self, engine: RunscEngine, images_dir: Path, work: Path, code: str = CODE) -> None:
-        self.runsc = shutil.which(engine.config.runsc_path) or "runsc"
-        self.platform = engine.platform()  # what the engine uses here (systrap when available)
-        image = load_image(images_dir, default_recipes(host_suite())[DEFAULT_IMAGE])
-        self.work = work
-        self.bundle = work / "bundle"
-        code_dir = self.bundle / "code"
-        code_dir.mkdir(parents=True, mode=0o755)
-        (code_dir / "main.py").write_text(code)
-        (code_dir / "main.py").chmod(0o644)
-        self.bundle.chmod(0o711)  # the gofer reads code/ on the sandbox's behalf, as in the engine
-        request = ExecRequest(files={"main.py": code.encode()})
-        (self.bundle / "config.json").write_text(json.dumps(oci_spec(request, image.rootfs, code_dir)))
-
-    def command(self, root: Path, *args: str) -> list[str]:
-        return [
-            self.runsc,
-            "--root", str(root),
-            "--network=none",
-            "--ignore-cgroups",
-            "--overlay2=none",
-            f"--platform={self.platform}",
-            *args,
-        ]  # fmt: skip
-
-    def sample(self, cgroup_parent: str | None = None, *, via_sh: bool = False) -> tuple[float, float]:
-        """(run + delete, run only) in seconds.
-
-        With `cgroup_parent`, runsc runs in a cgroup made as the engine makes its own (same limits,
-        joined through the same `sh -c`); creating and removing it is not timed. With `via_sh`
-        alone, runsc is started through that `sh -c` but joins no cgroup.
-        """
-        n = next(self._ids)
-        cid = f"cbench-{os.getpid()}-{n}"
-        root = self.work / f"r{n}"
-        root.mkdir(mode=0o700)
-        cmd = self.command(root, "run", "--bundle", str(self.bundle), cid)
-        env = None
-        cgroup = None
-        if cgroup_parent is not None:
-            limits = Limits()
-            cgroup = cgroups.RunCgroup(cgroup_parent, cid)
-            cgroup.create(memory_bytes=limits.memory_bytes + SENTRY_OVERHEAD_BYTES, cpu_cores=limits.cpu_cores)
-        if cgroup is not None or via_sh:
-            procs = " ".join(cgroup.procs_files) if cgroup is not None else ""
-            cmd = ["/bin/sh", "-c", JOIN_CGROUP, "sh", *cmd]
-            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CRUCIBLE_CGROUP_PROCS": procs}
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-        ran = time.perf_counter()
-        subprocess.run(self.command(root, "delete", "--force", cid), capture_output=True)
-        end = time.perf_counter()
-        if cgroup is not None:
-            cgroup.remove()
-        shutil.rmtree(root, ignore_errors=True)
-        if proc.returncode != 0 or proc.stdout != EXPECTED:
-            raise BenchError(
-                f"runsc run: exit {proc.returncode}, stdout {proc.stdout!r}, stderr {proc.stderr[-2000:]!r}"
-            )
-        return end - start, ran - start
 
 
 # -- (c), (d) engines ---------------------------------------------------------------------------------
@@ -866,7 +790,7 @@ def main() -> int:
             f"{info['runsc']} ({info['runsc_platform']}), load {info['loadavg_at_start']}",
             flush=True,
         )
-        raws = [RawRunsc(engine, args.images_dir, work / f"raw{i}") for i in range(2)]
+        raws = [RawRunsc(engine, work / f"raw{i}", CODE, EXPECTED) for i in range(2)]
         if args.no_docker:
             docker_why = "left out (--no-docker)"
         else:
