@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -160,12 +161,18 @@ def parse_time(value: str | None) -> float | None:
 # -- (a) latency -------------------------------------------------------------------------------------
 
 
+def stored_stdout(logs_dir: Path, run_id: int) -> Path | None:
+    """The run's stdout file in the log store, once it exists (runs/<id>-<queued at>/stdout.log,
+    named by evaluations/runs/logstore.py)."""
+    return next((logs_dir / "runs").glob(f"{run_id}-*/stdout.log"), None)
+
+
 class SizeWatcher:
     """Notes (time, size) each time a log-store file grows, polling every 0.5 ms in a thread:
     when each byte reached the store splits the latency into sandbox→store and store→client."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, find: Callable[[], Path | None]) -> None:
+        self.find = find
         self.changes: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -180,9 +187,12 @@ class SizeWatcher:
 
     def _run(self) -> None:
         last = -1
+        path = None
         while not self._stop.is_set():
+            if path is None:
+                path = self.find()
             try:
-                size = self.path.stat().st_size
+                size = path.stat().st_size if path is not None else 0
             except OSError:
                 size = 0
             if size != last:
@@ -217,7 +227,7 @@ def measure_latency(client: Client, logs_dir: Path, seconds: float, period: floa
     code = TICKER.format(period=period, seconds=seconds)
     posted_at = time.time()
     run_id = client.submit("bench-live-ticker", code, wall_seconds=seconds + 20)
-    with SizeWatcher(logs_dir / "runs" / str(run_id) / "stdout.log") as store:
+    with SizeWatcher(lambda: stored_stdout(logs_dir, run_id)) as store:
         final = asyncio.run(client.follow(run_id, on_output))
     run = client.wait(run_id)
     if run["status"] != "succeeded":
@@ -390,8 +400,10 @@ class RssSampler:
 
 def wait_for_size(path_of, size: int, found: dict, stop: threading.Event) -> None:
     """Poll the log store's stdout file every ms; note when it first holds `size` bytes."""
+    path = None
     while not stop.is_set():
-        path = path_of()
+        if path is None:
+            path = path_of()
         try:
             if path is not None and path.stat().st_size >= size:
                 found["at"] = time.time()
@@ -421,7 +433,7 @@ def measure_flood(client: Client, stack: Stack, logs_dir: Path, flood_mib: int) 
 
     def path_of() -> Path | None:
         run_id = run_holder.get("id")
-        return None if run_id is None else logs_dir / "runs" / str(run_id) / "stdout.log"
+        return None if run_id is None else stored_stdout(logs_dir, run_id)
 
     poller = threading.Thread(target=wait_for_size, args=(path_of, OUTPUT_CAP, stored_cap, stop), daemon=True)
     with RssSampler(stack.worker.pid) as rss:
