@@ -236,7 +236,7 @@ CRUCIBLE_SANDBOX_ENGINE = env_str("CRUCIBLE_SANDBOX_ENGINE", "runsc")
 if PRODUCTION and CRUCIBLE_SANDBOX_ENGINE == "subprocess":
     raise ImproperlyConfigured("the subprocess engine is not a sandbox and is refused in production")
 CRUCIBLE_RUNSC_PATH = env_str("CRUCIBLE_RUNSC_PATH", "runsc")
-# For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.dockerd starts one).
+# For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.docker.daemon starts one).
 CRUCIBLE_DOCKER_URL = env_str("CRUCIBLE_DOCKER_URL", "unix:///var/run/docker.sock")
 CRUCIBLE_IMAGES_DIR = Path(env_str("CRUCIBLE_IMAGES_DIR", str(VAR_DIR / "images")))
 CRUCIBLE_SANDBOX_STATE_DIR = Path(env_str("CRUCIBLE_SANDBOX_STATE_DIR", str(VAR_DIR / "sandboxes")))
