@@ -45,6 +45,7 @@ import requests  # noqa: E402
 from common import PYTHON3, BenchError, attempt, machine_info, summary  # noqa: E402
 from raw_runsc import RawRunsc  # noqa: E402
 
+from sandbox.contract import Status  # noqa: E402
 from sandbox.engine import EngineConfig  # noqa: E402
 from sandbox.runsc import RunscEngine  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
@@ -52,7 +53,6 @@ from tests.support.stack import Stack  # noqa: E402
 CODE = "print(1)\n"
 EXPECTED = b"1\n"
 TARGET_RATIO = 1.0
-TERMINAL = {"succeeded", "failed", "cancelled", "error"}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"  # its own database: not `make run`'s 0, not the tests' 14
 
 
@@ -138,7 +138,7 @@ class CrucibleClient:
             if resp.status_code != 200:
                 raise BenchError(f"GET {url}: {resp.status_code} {resp.text[:500]}")
             data = resp.json()
-            if data["status"] in TERMINAL:
+            if Status(data["status"]).is_terminal:
                 took = time.perf_counter() - start
                 break
             if time.perf_counter() - start > timeout:

@@ -51,13 +51,12 @@ from common import BenchError, git_describe, machine_info, percentile  # noqa: E
 from e2e_latency import prepare_site  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
+from sandbox.contract import MiB, Status  # noqa: E402
 from sandbox.engine import EngineConfig  # noqa: E402
 from sandbox.runsc import RunscEngine  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"  # its own: not make run's 0, e2e_latency's 13, the tests' 14
-TERMINAL = {"succeeded", "failed", "cancelled", "error"}
-MiB = 1024 * 1024
 OUTPUT_CAP = MiB  # CRUCIBLE_OUTPUT_LIMIT_BYTES's default, which the stack keeps
 
 TARGET_P50_MS = 20.0
@@ -120,7 +119,7 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             data = self.run(run_id)
-            if data["status"] in TERMINAL:
+            if Status(data["status"]).is_terminal:
                 return data
             if time.monotonic() > deadline:
                 raise BenchError(f"run {run_id} still {data['status']} after {timeout:g}s\n{self.stack.logs()}")
@@ -139,7 +138,7 @@ class Client:
                     message = json.loads(frame)
                     if message["type"] == "output":
                         on_output(message["stream"], message["offset"], base64.b64decode(message["data"]), received_at)
-                    elif message["type"] == "status" and message["status"] in TERMINAL:
+                    elif message["type"] == "status" and Status(message["status"]).is_terminal:
                         return {**message, "received_at": received_at, "connected_at": connected_at}
         raise BenchError(f"run {run_id}: the websocket closed before a terminal status")
 

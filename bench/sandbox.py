@@ -65,7 +65,7 @@ import sandbox.launcher as launcher_module  # noqa: E402
 import sandbox.process_count as process_count  # noqa: E402
 import sandbox.runsc as runsc_module  # noqa: E402
 from sandbox import cgroups  # noqa: E402
-from sandbox.contract import ExecRequest, ExecResult, Limits, Status  # noqa: E402
+from sandbox.contract import ExecRequest, ExecResult, Limits, MiB, Status  # noqa: E402
 from sandbox.engine import EngineConfig, ExecutionEngine, get_engine  # noqa: E402
 from sandbox.errors import EngineUnavailable, SandboxError  # noqa: E402
 from sandbox.guest_env import guest_environment  # noqa: E402
@@ -327,22 +327,21 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
             for key in ("pss", "rss"):
                 k[key] += mem[key]
                 total[key] += mem[key]
-        mib = 1024 * 1024
         # What the engine keeps between runs: a `sh` per warm launcher (sandbox/launcher.py).
         warm_pss = sum((memory_of(p) or {"pss": 0})["pss"] for w in warm for p in cgroup_procs(f"{cgroup_parent}/{w}"))
         return {
             "n": n,
             "warm_launchers": len(warm),
-            "warm_launchers_pss_mib": round(warm_pss / mib, 2),
+            "warm_launchers_pss_mib": round(warm_pss / MiB, 2),
             "processes": len(pids | shims),
-            "pss_per_sandbox_mib": round(total["pss"] / n / mib, 1),
-            "rss_per_sandbox_mib": round(total["rss"] / n / mib, 1),
-            "cgroup_memory_usage_per_sandbox_mib": round(usage / n / mib, 1),
+            "pss_per_sandbox_mib": round(total["pss"] / n / MiB, 1),
+            "rss_per_sandbox_mib": round(total["rss"] / n / MiB, 1),
+            "cgroup_memory_usage_per_sandbox_mib": round(usage / n / MiB, 1),
             "by_process_kind_per_sandbox_mib": {
                 kind: {
                     "processes": v["processes"] / n,
-                    "pss": round(v["pss"] / n / mib, 1),
-                    "rss": round(v["rss"] / n / mib, 1),
+                    "pss": round(v["pss"] / n / MiB, 1),
+                    "rss": round(v["rss"] / n / MiB, 1),
                 }
                 for kind, v in sorted(by_kind.items())
             },
