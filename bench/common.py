@@ -66,6 +66,11 @@ def summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def summary_row(label: str, s: dict[str, float], width: int) -> str:
+    """One line of a summary() table: min, median and p95 in ms."""
+    return f"{label:{width}}  {s['min_ms']:9.1f} {s['median_ms']:9.1f} {s['p95_ms']:9.1f}"
+
+
 def paired_difference(a: list[float], b: list[float], resamples: int = 2000, seed: int = 1) -> dict[str, float]:
     """Median of a[i] - b[i] (seconds in, ms out), with a 95% bootstrap interval for it.
 

@@ -42,7 +42,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import PYTHON3, BenchError, attempt, machine_info, summary  # noqa: E402
+from common import PYTHON3, BenchError, attempt, loadavg, machine_info, summary, summary_row  # noqa: E402
 from raw_runsc import RawRunsc  # noqa: E402
 
 from sandbox.contract import Status  # noqa: E402
@@ -231,7 +231,7 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    info["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["loadavg_at_end"] = loadavg()
     stats = {name: summary(values) for name, values in samples.items()}
     ratio = stats["crucible"]["median_ms"] / stats["runsc"]["median_ms"]
     passed = ratio <= TARGET_RATIO
@@ -248,7 +248,7 @@ def main() -> int:
     print()
     print(f"{'':{width}}  {'min':>9} {'median':>9} {'p95':>9}   (ms, n={args.samples})")
     for label, s in rows:
-        print(f"{label:{width}}  {s['min_ms']:9.1f} {s['median_ms']:9.1f} {s['p95_ms']:9.1f}")
+        print(summary_row(label, s, width))
     print()
     print(
         f"(c)/(b) at the median: {ratio:.2f}   (c) - (b) at the median: "

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import requests  # noqa: E402
-from common import BenchError, git_describe, machine_info, percentile  # noqa: E402
+from common import BenchError, loadavg, machine_info, percentile  # noqa: E402
 from e2e_latency import prepare_site  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
@@ -586,7 +586,6 @@ def main() -> int:
     try:
         engine = RunscEngine(EngineConfig(images_dir=args.images_dir, state_dir=state_dir))
         info = machine_info(engine.runtime_version(), engine.platform())
-        info["git"] = git_describe()
         print(
             f"machine: {info['cpus']} CPUs, {info['os']}, kernel {info['kernel']}, {info['runsc']} "
             f"({info['runsc_platform']}), load {info['loadavg_at_start']}",
@@ -613,7 +612,7 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    info["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["loadavg_at_end"] = loadavg()
     ms = latency["latency_ms"]
     targets = {
         "p50": {"max_ms": TARGET_P50_MS, "passed": ms["p50"] <= TARGET_P50_MS},

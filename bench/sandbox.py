@@ -58,7 +58,16 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(REPO_ROOT))
 
 sys.path.append(str(Path(__file__).resolve().parent))  # last: bench/sandbox.py must not shadow `sandbox`
-from common import PYTHON3, BenchError, attempt, loadavg, machine_info, paired_difference, summary  # noqa: E402
+from common import (  # noqa: E402
+    PYTHON3,
+    BenchError,
+    attempt,
+    loadavg,
+    machine_info,
+    paired_difference,
+    summary,
+    summary_row,
+)
 from raw_runsc import RawRunsc  # noqa: E402
 
 import sandbox.launcher as launcher_module  # noqa: E402
@@ -739,10 +748,6 @@ def phase(title: str) -> Iterator[None]:
     print(f"  done in {time.perf_counter() - t:.0f}s", flush=True)
 
 
-def row(label: str, s: dict[str, float], width: int) -> str:
-    return f"{label:{width}}  {s['min_ms']:9.1f} {s['median_ms']:9.1f} {s['p95_ms']:9.1f}"
-
-
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -961,7 +966,7 @@ def main() -> int:
     print()
     print(f"1. start → exit of print(1){'':{width - 27}}  {'min':>9} {'median':>9} {'p95':>9}   (ms, n={args.samples})")
     for label, s in rows:
-        print(row(label, s, width))
+        print(summary_row(label, s, width))
     if not docker:
         print(f"{'(d) docker: unavailable: ' + docker_why}")
     print(f"    CPU per run (median ms; this process + its children): raw {cpu_ms['runsc']}, "
