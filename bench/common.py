@@ -20,7 +20,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The system interpreter, as in the sandbox's rootfs (/usr/bin/python3) — not a PATH shim such as
-# pyenv's, whose bash wrapper alone costs ~200 ms.
+# pyenv's, whose bash wrapper would be timed too (bench/README.md).
 PYTHON3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Live output over the run websocket: print→receive latency, and a 1 GiB flood against the cap.
 
-    .venv/bin/python bench/live.py            # about 40 s; see bench/README.md
+    .venv/bin/python bench/live.py            # see bench/README.md for how long it takes
 
 A real daphne + Celery worker (tests/support/stack.py, set up as bench/e2e_latency.py does) and a
 websocket client (the `websockets` package, `Authorization: Token` header) on /ws/runs/<id>/:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sandbox cost: plain python3 vs. a raw `runsc run` vs. the runsc and docker engines.
 
-    .venv/bin/python bench/sandbox.py               # about 5 minutes (7 with the profile); see bench/README.md
+    .venv/bin/python bench/sandbox.py               # see bench/README.md for how long it takes
 
 One run measures, in this order:
 
@@ -304,7 +304,7 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
         for r in results:
             if isinstance(r, BaseException) or r is not None:
                 raise BenchError(f"{engine.name}: an idle sandbox ended early: {r!r}")
-        time.sleep(2.0)  # let start-up settle (the first `runsc events` queries, page faults)
+        time.sleep(2.0)  # let start-up settle (the first process-count queries, page faults)
         warm = warm_ids()
         runs = sorted(set(cgroups.leftover_names(cgroup_parent)) - before - warm)
         if len(runs) != n:
