@@ -43,8 +43,8 @@ VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON.exists():
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
 
+# Ahead of bench/ (this script's directory, already on sys.path): bench/sandbox.py must not shadow `sandbox`.
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import requests  # noqa: E402
 from common import BenchError, loadavg, machine_info, percentile  # noqa: E402
