@@ -9,7 +9,7 @@ One run measures, in this order:
    (a) `/usr/bin/python3 -c 'print(1)'`; (b) a raw foreground `runsc run` of the same program on the
    engine's rootfs with the OCI spec the engine writes (sandbox.runsc.oci_spec), its own --root,
    then `runsc delete --force` (both timed; run-only shown too); (c) the runsc engine's execute();
-   (d) the docker engine's execute() (dockerd started with sandbox.dockerd as the tests do), or
+   (d) the docker engine's execute() (dockerd started with sandbox.docker.daemon as the tests do), or
    "docker: unavailable: <reason>".
 2. Throughput of trivial runs per minute at concurrency 1 and 2: threads calling raw runsc / the
    engine's execute() back to back for --throughput-seconds each (in 4 interleaved windows).
@@ -157,7 +157,7 @@ def open_docker(
 ) -> tuple[ExecutionEngine | None, str]:
     """The docker engine with a running dockerd (shared with the tests' one), or (None, why not)."""
     try:
-        from sandbox.dockerd import PrivateDockerd
+        from sandbox.docker.daemon import PrivateDockerd
 
         daemon = stack.enter_context(PrivateDockerd(docker_dir).shared())
         engine = get_engine("docker", EngineConfig(**{**config.__dict__, "docker_url": daemon.url}))
