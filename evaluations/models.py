@@ -70,6 +70,14 @@ class Run(models.Model):
     # Set by a cancel request; the worker running the sandbox watches it.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
+    # Who runs it, and until when that claim holds unless renewed (runs/lifecycle.py): a running run
+    # whose lease has expired lost its worker, and the reconciler ends it.
+    worker = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When its task message was last sent, and how many times a worker took one to claim it.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    deliveries = models.PositiveIntegerField(default=0)
+
     engine = models.CharField(max_length=32, blank=True, default="")
     runtime_version = models.CharField(max_length=200, blank=True, default="")
     image_digest = models.CharField(max_length=100, blank=True, default="")
@@ -247,10 +255,36 @@ class AuditEvent(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
+    """A process that says it is alive: a worker (runs sandboxes) or the reconciler."""
+
+    class Kind(models.TextChoices):
+        WORKER = "worker", "Worker"
+        RECONCILER = "reconciler", "Reconciler"
+
     hostname = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.WORKER)
     started = models.DateTimeField()
     last_seen = models.DateTimeField()
     concurrency = models.PositiveIntegerField(default=0)
+    # Why it takes no runs (e.g. it refused to start: no sandbox runtime); "" while it takes runs.
+    problem = models.CharField(max_length=500, blank=True, default="")
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to a submission sent with an `Idempotency-Key` header, replayed to retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)  # SHA-256 of the request: a reused key must match it
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotent_request_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

@@ -42,6 +42,7 @@ class Reason(enum.StrEnum):
     WORKER_LOST = "worker_lost"
     SANDBOX_ERROR = "sandbox_error"
     REJECTED = "rejected"
+    STORAGE_ERROR = "storage_error"  # ours, outside the sandbox: the log store or database failed
 
 
 class Stream(enum.StrEnum):
