@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
+from evaluations.api.pagination import RUN_PAGE_SIZE_MAX
 from evaluations.models import Run, Submission
 from evaluations.runs import logstore, selectors
 from evaluations.runs.uploads import argv_from_text
@@ -71,11 +72,13 @@ def output_text(data: bytes | memoryview) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
 
-def run_output(run: Run, request) -> dict:
+def run_summary(run: Run, request) -> dict:
+    """A run as lists show it: its status, limits, usage and byte counts, never its output or code
+    (the detail has those; a page of outputs would be up to 2 x 1 MiB, twice over, per run)."""
+
     def absolute(name: str) -> str:
         return request.build_absolute_uri(reverse(name, args=[run.pk]))
 
-    stdout, stderr = logstore.log_read(run, "stdout"), logstore.log_read(run, "stderr")
     return {
         "id": run.pk,
         "url": absolute("run-detail"),
@@ -83,19 +86,10 @@ def run_output(run: Run, request) -> dict:
         "submission": {
             "id": run.submission_id,
             "name": run.submission.name,
-            "created": run.submission.created,
-            "entrypoint": run.submission.entrypoint,
-            "archive_name": run.submission.archive_name,
-            "argv": run.submission.argv,
-            "stdin_bytes": len(run.submission.stdin.encode("utf-8")),
             "owner": run.submission.owner.get_username(),
             "shared_with_team": run.submission.shared_with_team,
         },
-        "logs_url": absolute("api-run-logs"),
-        "metrics_url": absolute("api-run-metrics"),
-        "websocket_path": f"/ws/runs/{run.pk}/",
         "status": run.status,
-        "queue_position": selectors.run_queue_position(run=run),
         "reason": run.reason,
         "detail": run.detail,
         "exit_code": run.exit_code,
@@ -110,18 +104,46 @@ def run_output(run: Run, request) -> dict:
         "finished_at": run.finished_at,
         "queue_seconds": run.queue_seconds,
         "run_seconds": run.run_seconds,
-        "stdout": output_text(stdout),
-        "stderr": output_text(stderr),
-        "stdout_base64": base64.b64encode(stdout).decode(),
-        "stderr_base64": base64.b64encode(stderr).decode(),
         "stdout_bytes": run.stdout_bytes,
         "stderr_bytes": run.stderr_bytes,
         "stdout_truncated": run.stdout_truncated,
         "stderr_truncated": run.stderr_truncated,
-        "engine": run.engine,
-        "runtime_version": run.runtime_version,
-        "image_digest": run.image_digest,
     }
+
+
+def run_output(run: Run, request) -> dict:
+    """A run in full: its summary, the submission's details, its queue position and its output."""
+
+    def absolute(name: str) -> str:
+        return request.build_absolute_uri(reverse(name, args=[run.pk]))
+
+    body = run_summary(run, request)
+    body["submission"].update(
+        {
+            "created": run.submission.created,
+            "entrypoint": run.submission.entrypoint,
+            "archive_name": run.submission.archive_name,
+            "argv": run.submission.argv,
+            "stdin_bytes": len(run.submission.stdin.encode("utf-8")),
+        }
+    )
+    stdout, stderr = logstore.log_read(run, "stdout"), logstore.log_read(run, "stderr")
+    body.update(
+        {
+            "logs_url": absolute("api-run-logs"),
+            "metrics_url": absolute("api-run-metrics"),
+            "websocket_path": f"/ws/runs/{run.pk}/",
+            "queue_position": selectors.run_queue_position(run=run),
+            "stdout": output_text(stdout),
+            "stderr": output_text(stderr),
+            "stdout_base64": base64.b64encode(stdout).decode(),
+            "stderr_base64": base64.b64encode(stderr).decode(),
+            "engine": run.engine,
+            "runtime_version": run.runtime_version,
+            "image_digest": run.image_digest,
+        }
+    )
+    return body
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -155,6 +177,21 @@ def submission_output(submission: Submission, request) -> dict:
 class RerunInput(serializers.Serializer):
     wall_seconds = StrictFloatField(required=False)
     memory_mb = serializers.IntegerField(required=False)
+
+
+_PAGE_SIZE_RANGE = f"must be a whole number between 1 and {RUN_PAGE_SIZE_MAX}"
+
+
+class RunListQuery(serializers.Serializer):
+    """GET /api/v1/runs/: the cursor of the page (from `next`/`previous`), and how many runs a page holds."""
+
+    cursor = serializers.CharField(required=False, max_length=1000)
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=RUN_PAGE_SIZE_MAX,
+        error_messages={key: _PAGE_SIZE_RANGE for key in ("invalid", "min_value", "max_value", "max_string_length")},
+    )
 
 
 class LogsQuery(serializers.Serializer):

@@ -10,12 +10,15 @@ from rest_framework.views import APIView
 
 from evaluations.accounts.audit import client_ip
 from evaluations.accounts.permissions import require
+from evaluations.api.pagination import RunCursorPagination
 from evaluations.api.serializers import (
     LogsQuery,
     RerunInput,
+    RunListQuery,
     SubmissionCreateInput,
     SubmissionShareInput,
     run_output,
+    run_summary,
     submission_output,
 )
 from evaluations.runs import logstore, selectors, services
@@ -52,8 +55,13 @@ class SubmissionCreateApi(APIView):
 
 class RunListApi(APIView):
     def get(self, request):
-        runs = selectors.run_list_visible(user=request.user)[:100]
-        return Response({"results": [run_output(run, request) for run in runs]})
+        """{"next", "previous", "results"}: a page of run summaries, newest first; `next` and
+        `previous` are the URLs of the neighbouring pages (null at either end)."""
+        reject_unknown_fields(request.query_params, set(RunListQuery().fields))
+        RunListQuery(data=request.query_params).is_valid(raise_exception=True)
+        paginator = RunCursorPagination()
+        runs = paginator.paginate_queryset(selectors.run_list_visible_summaries(user=request.user), request, view=self)
+        return paginator.get_paginated_response([run_summary(run, request) for run in runs])
 
 
 class RunDetailApi(APIView):

@@ -19,6 +19,12 @@ def run_list_visible(*, user) -> QuerySet[Run]:
     return Run.objects.filter(visible_runs_q(user)).select_related("submission", "submission__owner")
 
 
+def run_list_visible_summaries(*, user) -> QuerySet[Run]:
+    """run_list_visible for lists: without the submissions' code, archive and stdin (up to 1, 10
+    and 1 MiB each), which a list never shows and a page of them would load whole."""
+    return run_list_visible(user=user).defer("submission__code", "submission__archive", "submission__stdin")
+
+
 def run_list_own(*, user) -> QuerySet[Run]:
     return Run.objects.filter(submission__owner_id=user.pk).select_related("submission")
 
