@@ -31,7 +31,7 @@ def id_from_form(text: str) -> int | None:
 
 @login_required
 def run_list(request):
-    runs = selectors.run_list_visible(user=request.user)[:200]
+    runs = selectors.run_list_visible_summaries(user=request.user)[:200]
     any_active = any(not run.is_terminal for run in runs)
     return render(request, "evaluations/run_list.html", {"runs": runs, "any_active": any_active})
 

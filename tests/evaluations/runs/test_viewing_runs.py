@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evaluations.models import Run, RunStatus
@@ -79,6 +81,25 @@ def test_the_run_list_shows_only_my_runs_newest_first(client, user, other_user, 
     assert "someone-elses-run" not in html
     assert html.index("newer-run") < html.index("older-run")
     assert f'href="/runs/{newer.pk}/"' in html
+
+
+def test_the_run_list_loads_no_code_or_archives_and_the_same_queries_for_more_runs(client, user, make_run) -> None:
+    def list_queries() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/runs/").status_code == 200
+        return [q["sql"] for q in queries.captured_queries]
+
+    make_run(user, code="#" * 100_000)
+    few = list_queries()
+    for _ in range(20):
+        make_run(user, code="#" * 100_000)
+
+    many = list_queries()
+
+    assert len(many) == len(few)
+    runs_query = next(sql for sql in many if 'FROM "evaluations_run"' in sql)
+    for column in ('"code"', '"archive"', '"stdin"'):
+        assert column not in runs_query, runs_query
 
 
 def test_an_empty_run_list_invites_a_first_submission(client) -> None:
