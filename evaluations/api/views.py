@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from evaluations.accounts.audit import client_ip
 from evaluations.accounts.permissions import require
+from evaluations.api.idempotency import idempotent
 from evaluations.api.pagination import RunCursorPagination
 from evaluations.api.serializers import (
     LogsQuery,
@@ -35,6 +36,7 @@ def reject_unknown_fields(data, allowed: set[str]) -> None:
 
 
 class SubmissionCreateApi(APIView):
+    @idempotent
     def post(self, request):
         require(request.user, "evaluations.submit")
         data = request.data
@@ -87,6 +89,7 @@ class RunCancelApi(APIView):
 
 
 class SubmissionRerunApi(APIView):
+    @idempotent
     def post(self, request, submission_id: int):
         latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
         require(request.user, "evaluations.rerun_run", latest)
