@@ -247,6 +247,18 @@ CRUCIBLE_MAX_MEMORY_MB = env_int("CRUCIBLE_MAX_MEMORY_MB", 2048)
 CRUCIBLE_OUTPUT_LIMIT_BYTES = env_int("CRUCIBLE_OUTPUT_LIMIT_BYTES", 1024 * 1024)
 # Celery redelivers an unacked task after this long; it must exceed the longest run.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(CRUCIBLE_MAX_WALL_SECONDS) + 3600}
+# With Redis down, sending a run's message fails fast; the reconciler sends it once Redis is back.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+# The run lifecycle (docs/lifecycle.md). A running run whose worker has not renewed its lease for
+# this long lost its worker; the reconciler, every CRUCIBLE_RECONCILE_SECONDS, ends it.
+CRUCIBLE_RUN_LEASE_SECONDS = env_float("CRUCIBLE_RUN_LEASE_SECONDS", 30.0)
+CRUCIBLE_RECONCILE_SECONDS = env_float("CRUCIBLE_RECONCILE_SECONDS", 5.0)
+# A stopping worker (SIGTERM, Ctrl-C) lets running runs finish for this long, then ends them.
+CRUCIBLE_STOP_GRACE_SECONDS = env_float("CRUCIBLE_STOP_GRACE_SECONDS", 30.0)
+# A worker retries storing a run's result this long, then hands it to the reconciler through Redis.
+CRUCIBLE_FINAL_WRITE_RETRY_SECONDS = env_float("CRUCIBLE_FINAL_WRITE_RETRY_SECONDS", 60.0)
 
 LOGGING = {
     "version": 1,

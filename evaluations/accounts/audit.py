@@ -35,6 +35,11 @@ USER_CREATE = "user_create"  # target "user:<username>"
 USER_DEACTIVATE = "user_deactivate"  # target "user:<username>"
 USER_CHANGE = "user_change"  # other changes to a user (team, staff, email...); data {field: {"from", "to"}}
 SHARE_CHANGE = "share_change"  # target "submission:<id>"; data {"shared_with_team": bool}
+# The reconciler's decisions (no actor); target "run:<id>", data {"why"}.
+RECONCILE_FINISH = "reconcile_finish"  # stored a result its worker handed over
+RECONCILE_LOST = "reconcile_lost"  # ended a run whose worker was lost
+RECONCILE_RESEND = "reconcile_resend"  # sent a queued run's lost message again
+RECONCILE_ACTIONS = (RECONCILE_FINISH, RECONCILE_LOST, RECONCILE_RESEND)
 
 ACTIONS = {
     LOGIN: "logged in",
@@ -51,6 +56,9 @@ ACTIONS = {
     USER_DEACTIVATE: "deactivated a user",
     USER_CHANGE: "changed a user",
     SHARE_CHANGE: "changed sharing",
+    RECONCILE_FINISH: "stored a handed-over result",
+    RECONCILE_LOST: "ended a run whose worker was lost",
+    RECONCILE_RESEND: "re-sent a lost run message",
 }
 
 # Keys whose values are never stored, whatever a caller passes (defence in depth: callers should

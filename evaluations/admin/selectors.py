@@ -1,42 +1,22 @@
-"""Reads for the operations page: the broker's queue, runs in flight, workers' heartbeats."""
+"""Reads for the operations page: the broker's queue, runs in flight, workers' heartbeats, the
+reconciler and its latest decisions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from evaluations.models import Run, RunStatus, WorkerHeartbeat
+from evaluations.accounts.audit import ACTIONS, RECONCILE_ACTIONS
+from evaluations.models import AuditEvent, Run, RunStatus, WorkerHeartbeat
+from evaluations.runs.broker import queue_depth
+from evaluations.runs.selectors import WORKER_STALE_SECONDS
 
-# Heartbeats come every HEARTBEAT_SECONDS (evaluations/runs/worker.py); a worker silent for this long
-# is shown as gone.
-WORKER_STALE_SECONDS = 30.0
 # Workers that stopped are listed (as gone) for a day, then no more.
 WORKERS_SHOWN_FOR = timedelta(days=1)
-
-
-def queue_depth() -> int | None:
-    """Messages waiting in the Celery "runs" queue on the broker (not yet taken by a worker), or
-    None if Redis does not answer. kombu's Redis transport keeps a queue as a Redis list named
-    after it, plus one list per priority step ("runs\\x06\\x163", ...) when priorities are used."""
-    import redis
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    names = [queue if step == 0 else f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.llen(name)
-            return sum(pipe.execute())
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
+DECISIONS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -46,6 +26,8 @@ class OpsSnapshot:
     queued_runs: int  # runs waiting, as the database has them
     running: list[tuple[Run, float]]  # with seconds since they started
     workers: list[tuple[WorkerHeartbeat, float, bool]]  # with seconds since last seen, and "gone"
+    reconciler: tuple[WorkerHeartbeat, float, bool] | None  # the last one seen, as workers are
+    decisions: list[tuple[AuditEvent, str]]  # the reconciler's latest, newest first, with what they did
     last_hour: list[tuple[str, int]]  # every status, in order, with how many runs queued in the last hour
 
 
@@ -60,14 +42,23 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
     )
     workers = []
     recent = WorkerHeartbeat.objects.filter(last_seen__gte=now - WORKERS_SHOWN_FOR)
+    reconciler = None
     for beat in recent.order_by("-last_seen", "hostname")[:100]:
         age = max(0.0, (now - beat.last_seen).total_seconds())
-        workers.append((beat, age, age > WORKER_STALE_SECONDS))
+        if beat.kind == WorkerHeartbeat.Kind.RECONCILER:
+            reconciler = reconciler or (beat, age, age > WORKER_STALE_SECONDS)
+        else:
+            workers.append((beat, age, age > WORKER_STALE_SECONDS or beat.problem != ""))
     return OpsSnapshot(
         now=now,
         queue_depth=queue_depth(),
         queued_runs=Run.objects.filter(status=RunStatus.QUEUED).count(),
         running=[(run, max(0.0, (now - run.started_at).total_seconds()) if run.started_at else 0.0) for run in running],
         workers=workers,
+        reconciler=reconciler,
+        decisions=[
+            (event, ACTIONS[event.action])
+            for event in AuditEvent.objects.filter(action__in=RECONCILE_ACTIONS)[:DECISIONS_SHOWN]
+        ],
         last_hour=[(status, counts.get(status, 0)) for status in RunStatus.values],
     )

@@ -52,7 +52,7 @@ def metrics_message(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "metrics", "samples": samples}
 
 
-def status_message(run, *, queue_position: int | None, server_time: str) -> dict[str, Any]:
+def status_message(run, *, queue_position: int | None, server_time: str, waiting: str | None = None) -> dict[str, Any]:
     """The `status` message for a run (pages count elapsed time on `server_time`, not their clock)."""
 
     def iso(value) -> str | None:
@@ -75,6 +75,7 @@ def status_message(run, *, queue_position: int | None, server_time: str) -> dict
         "peak_memory_bytes": run.peak_memory_bytes,
         "run_seconds": run.run_seconds,
         "queue_position": queue_position,
+        "waiting": waiting,  # why a queued run waits beyond its turn, e.g. "no worker is available"
         "server_time": server_time,
     }
 

@@ -1,28 +1,35 @@
-"""The worker side of a run: Run row → sandbox.ExecRequest → engine → services.run_finish.
+"""The worker side of a run: claim → sandbox.ExecRequest → engine → store how it ended.
 
-Every outcome ends the run (any exception here is ours: error/sandbox_error). Output and samples go
-to the log store and the run's group while it runs; a watcher turns a cancel request into the
-engine's cancel event.
+Every outcome ends the run (an exception here is ours: error/sandbox_error). Output and samples go
+to the log store, then to the run's group; a watcher renews the run's lease and turns a cancel
+request into the engine's cancel event. docs/lifecycle.md tells the whole story.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import socket
 import threading
+import time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import DatabaseError, connection
 
 import sandbox
 from evaluations.live.publisher import RunPublisher
-from evaluations.models import Run, RunReason
-from evaluations.runs import services
+from evaluations.models import Run, RunReason, RunStatus
+from evaluations.runs import broker, lifecycle
 from evaluations.runs.engines import engine_from_settings
 from evaluations.runs.validation import project_files
 
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2
+# Set in a pool child when its stopping worker's grace is over (evaluations/runs/worker.py).
+WORKER_STOPPING = threading.Event()
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:
@@ -47,33 +54,100 @@ def exec_request_for(run: Run) -> sandbox.ExecRequest:
     )
 
 
-class _CancelWatcher:
-    """Polls the run's cancel flag from a thread of its own and sets the engine's cancel event."""
+class _Watch:
+    """While a run executes, a thread of its own: renews the run's lease, turns a cancel request or
+    the end of a stopping worker's grace into the engine's cancel event, and notices when the run
+    is no longer this worker's (the reconciler ended it). It outlasts database errors."""
 
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self.event = threading.Event()
+    def __init__(self, run_id: int, worker: str) -> None:
+        self.run_id, self.worker = run_id, worker
+        self.cancel = threading.Event()
+        self.lost = False  # the run was ended by someone else: its result is not ours to store
+        self.stopped = False  # the worker is stopping and the run's grace is over
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"run-{run_id}-cancel", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name=f"run-{run_id}-watch", daemon=True)
 
-    def __enter__(self) -> threading.Event:
+    def __enter__(self) -> _Watch:
         self._thread.start()
-        return self.event
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
 
     def _watch(self) -> None:
+        renew_every = settings.CRUCIBLE_RUN_LEASE_SECONDS / 4
+        next_renew = time.monotonic() + renew_every
+        failures = 0
         try:
             while not self._stop.wait(CANCEL_POLL_SECONDS):
-                if services.run_cancel_requested(run_id=self.run_id):
-                    self.event.set()
-                    return
-        except Exception:
-            logger.exception("run %s: cancel watcher failed", self.run_id)
+                if WORKER_STOPPING.is_set() and not self.cancel.is_set():
+                    self.stopped = True
+                    self.cancel.set()
+                try:
+                    if time.monotonic() >= next_renew and not self.lost:
+                        if not lifecycle.run_lease_renew(run_id=self.run_id, worker=self.worker):
+                            logger.warning("run %s was ended while this worker ran it; stopping it", self.run_id)
+                            self.lost = True
+                            self.cancel.set()
+                        next_renew = time.monotonic() + renew_every
+                    if not self.cancel.is_set() and lifecycle.run_cancel_requested(run_id=self.run_id):
+                        self.cancel.set()
+                    failures = 0
+                except DatabaseError as exc:
+                    failures += 1
+                    if failures == 1 or failures % 20 == 0:
+                        logger.warning("run %s: database error while watching it (%s); retrying", self.run_id, exc)
+                    connection.close()  # a broken connection is replaced on the next query
+                    self._stop.wait(min(2.0, CANCEL_POLL_SECONDS * 2**failures))
         finally:
             connection.close()  # this thread's own database connection
+
+
+class _Sink:
+    """The engine's output and metrics callbacks: into the log store and out to websockets. A
+    storage failure (a full disk) stops the sandbox rather than losing output silently."""
+
+    def __init__(self, run: Run, cancel: threading.Event) -> None:
+        self.publisher = RunPublisher(run)
+        self.samples = _Samples()
+        self.cancel = cancel
+        self.failure: OSError | None = None
+        self.stored = 0
+
+    def output(self, stream: sandbox.Stream, offset: int, data: bytes) -> None:
+        if self.failure is None:
+            try:
+                self.publisher.output(stream.value, offset, data)
+                self.stored += len(data)
+            except OSError as exc:
+                self._failed(exc)
+
+    def metrics(self, sample: sandbox.MetricSample) -> None:
+        if self.failure is None:
+            try:
+                self.publisher.metrics(self.samples(sample))
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        logger.error("run %s: the log store failed (%s); stopping the run", self.publisher.run_id, exc)
+        self.failure = exc
+        self.cancel.set()
+
+    def failure_detail(self) -> str:
+        what = "its disk is full" if self.failure.errno in (errno.ENOSPC, errno.EDQUOT) else str(self.failure)
+        return (
+            f"the log store could not keep this run's output ({what}) after {self.stored} bytes, so the "
+            "run was stopped. This is our fault, not your code's: run it again later."
+        )
+
+    def close(self) -> None:
+        try:
+            self.publisher.close()
+        except OSError as exc:
+            if self.failure is None:
+                self._failed(exc)
 
 
 class _Samples:
@@ -97,51 +171,98 @@ class _Samples:
         }
 
 
+def worker_name() -> str:
+    """This process, as the run's `worker` column and the logs name it."""
+    from celery import current_task
+
+    node = getattr(getattr(current_task, "request", None), "hostname", None) or socket.gethostname()
+    return f"{node} pid {os.getpid()}"
+
+
 def run_in_sandbox(run_id: int) -> bool:
     """Run it if it is still queued; False (and nothing changed) if another delivery has it."""
-    if not services.run_claim(run_id=run_id):
+    worker = worker_name()
+    if not lifecycle.run_claim(run_id=run_id, worker=worker):
         logger.info("run %s is not queued; skipping this delivery", run_id)
-        services.run_lost_check_schedule(run_id=run_id)
         return False
-    publisher: RunPublisher | None = None
+    with _Watch(run_id, worker) as watch:  # renews the lease until the outcome is stored
+        fields = _execute(run_id, watch)
+        if watch.lost:
+            logger.warning("run %s: not storing its result, the run was already ended", run_id)
+        else:
+            _store_outcome(run_id, fields)
+    return True
+
+
+def _execute(run_id: int, watch: _Watch) -> dict:
+    """Run it in a sandbox; the fields it ends with (lifecycle.result_fields or error_fields)."""
+    sink: _Sink | None = None
     try:
         run = Run.objects.select_related("submission").get(pk=run_id)
         engine = engine_from_settings()
         engine.check()
         request = exec_request_for(run)
-        publisher = RunPublisher(run)
-        pub, samples = publisher, _Samples()
-        with _CancelWatcher(run_id) as cancel:
-            result = engine.execute(
-                request,
-                on_output=lambda stream, offset, data: pub.output(stream.value, offset, data),
-                on_metrics=lambda sample: pub.metrics(samples(sample)),
-                cancel=cancel,
-            )
-        publisher.close()  # every output message is sent before the final status
-        # Inside the try: if even storing the result fails, the run still ends (as error).
-        if not services.run_finish(run_id=run_id, result=result):
-            logger.warning("run %s was no longer running when its result arrived", run_id)
+        sink = _Sink(run, watch.cancel)
+        result = engine.execute(request, on_output=sink.output, on_metrics=sink.metrics, cancel=watch.cancel)
+        sink.close()  # every output message is sent before the final status
+        if sink.failure is not None:
+            return lifecycle.error_fields(reason=RunReason.STORAGE_ERROR, detail=sink.failure_detail())
+        if watch.stopped:
+            return _stopped_fields(run, result)
+        return lifecycle.result_fields(result)
     except sandbox.EngineUnavailable as exc:
         logger.error("run %s: sandbox unavailable: %s", run_id, exc)
-        services.run_fail(run_id=run_id, reason=RunReason.SANDBOX_ERROR, detail=f"sandbox unavailable: {exc}")
+        return lifecycle.error_fields(reason=RunReason.SANDBOX_ERROR, detail=f"sandbox unavailable: {exc}")
     except sandbox.InvalidRequest as exc:
-        services.run_fail(run_id=run_id, reason=RunReason.REJECTED, detail=str(exc))
+        return lifecycle.error_fields(reason=RunReason.REJECTED, detail=str(exc))
     except ValidationError as exc:  # stored input that no longer passes its checks
-        services.run_fail(run_id=run_id, reason=RunReason.REJECTED, detail="; ".join(exc.messages))
-    except (SystemExit, KeyboardInterrupt):
-        # The worker is being stopped (the engine has already torn the sandbox down). The run is
-        # not the user's fault nor finished: queue it again; the redelivered task runs it afresh.
-        logger.warning("run %s: worker stopping; the run goes back to the queue", run_id)
-        services.run_requeue(run_id=run_id)
-        raise
-    except BaseException:
+        return lifecycle.error_fields(reason=RunReason.REJECTED, detail="; ".join(exc.messages))
+    except Exception:
         logger.exception("run %s: sandbox failed", run_id)
-        services.run_fail(
-            run_id=run_id, reason=RunReason.SANDBOX_ERROR, detail="the sandbox failed unexpectedly; this is our fault"
+        return lifecycle.error_fields(
+            reason=RunReason.SANDBOX_ERROR, detail="the sandbox failed unexpectedly; this is our fault"
         )
-        raise
     finally:
-        if publisher is not None:
-            publisher.close()
-    return True
+        if sink is not None:
+            sink.close()
+
+
+def _stopped_fields(run: Run, result: sandbox.ExecResult) -> dict:
+    if result.reason != sandbox.Reason.CANCELLED:
+        return lifecycle.result_fields(result)  # it ended on its own as the grace ran out
+    fields = lifecycle.result_fields(result)
+    fields.update(
+        status=RunStatus.ERROR,
+        reason=RunReason.WORKER_LOST,
+        exit_code=None,
+        detail=(
+            f"the worker was stopped, and this run did not finish within the "
+            f"{settings.CRUCIBLE_STOP_GRACE_SECONDS:g} s it was given; the output printed until then is "
+            "kept. Run it again."
+        ),
+    )
+    return fields
+
+
+def _store_outcome(run_id: int, fields: dict) -> None:
+    """Store how the run ended, retrying while the database fails; past the retry time, hand it to
+    the reconciler through Redis (it stores it once it can)."""
+    deadline = time.monotonic() + settings.CRUCIBLE_FINAL_WRITE_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            if not lifecycle.run_end(run_id=run_id, fields=fields):
+                logger.warning("run %s was no longer running when its result arrived", run_id)
+            return
+        except DatabaseError as exc:
+            connection.close()
+            if time.monotonic() + delay > deadline:
+                logger.error("run %s: could not store its result (%s); handing it to the reconciler", run_id, exc)
+                break
+            logger.warning("run %s: could not store its result (%s); retrying in %.1f s", run_id, exc, delay)
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+    try:
+        broker.result_hand_over(run_id, fields)
+    except Exception:
+        logger.exception("run %s: could not hand its result over either; it will end as worker_lost", run_id)

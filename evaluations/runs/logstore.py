@@ -7,6 +7,7 @@ with the same id wrote (a database restored, or recreated, under a store that wa
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -89,8 +90,7 @@ class RunLogWriter:
 
     def __init__(self, run: StoredRun) -> None:
         self.run_id = run.pk
-        storage = _storage()
-        run_logs_delete(run)  # a re-delivered run starts its logs afresh
+        storage = _storage()  # a run executes once (runs/lifecycle.py): there is nothing to start afresh
         self._files: dict[str, IO[bytes]] = {}
         for name in [*STREAMS, "metrics"]:
             rel = metrics_name(run) if name == "metrics" else log_name(run, name)
@@ -104,13 +104,23 @@ class RunLogWriter:
             f = self._files[stream]
             if f.tell() != offset:
                 raise ValueError(f"{stream}: chunk at offset {offset}, but {f.tell()} bytes are stored")
-            f.write(data)
+            _write_all(f, data)
 
     def append_metrics(self, sample: dict[str, Any]) -> None:
         with self._lock:
-            self._files["metrics"].write(json.dumps(sample).encode() + b"\n")
+            _write_all(self._files["metrics"], json.dumps(sample).encode() + b"\n")
 
     def close(self) -> None:
         with self._lock:
             for f in self._files.values():
                 f.close()
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    # An unbuffered write may be short (e.g. as the disk fills); the next one raises the OSError.
+    view = memoryview(data)
+    while view:
+        written = f.write(view)
+        if not written:
+            raise OSError(errno.EIO, "the log store wrote nothing")
+        view = view[written:]

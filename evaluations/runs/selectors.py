@@ -3,6 +3,7 @@ their place in the queue and their status message."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -11,7 +12,12 @@ from django.utils import timezone
 
 from evaluations.accounts.permissions import visible_runs_q
 from evaluations.live import protocol
-from evaluations.models import Run, RunStatus
+from evaluations.models import Run, RunStatus, WorkerHeartbeat
+
+# Heartbeats come every few seconds (evaluations/runs/worker.py); a worker silent this long is gone.
+WORKER_STALE_SECONDS = 30.0
+# Why workers refused to start is told to queued runs this long after.
+WORKER_PROBLEM_SHOWN_SECONDS = 3600.0
 
 
 def run_list_visible(*, user) -> QuerySet[Run]:
@@ -52,10 +58,30 @@ def run_queue_position(*, run: Run) -> int | None:
     return Run.objects.filter(status=RunStatus.QUEUED, queued_at__lt=run.queued_at).count()
 
 
+def workers_unavailable(*, now: datetime | None = None) -> str | None:
+    """None while some worker takes runs; else why queued runs wait, in words for their owners."""
+    now = now or timezone.now()
+    beats = WorkerHeartbeat.objects.filter(kind=WorkerHeartbeat.Kind.WORKER)
+    if beats.filter(problem="", last_seen__gte=now - timedelta(seconds=WORKER_STALE_SECONDS)).exists():
+        return None
+    recent = now - timedelta(seconds=WORKER_PROBLEM_SHOWN_SECONDS)
+    refusals = beats.filter(last_seen__gte=recent).exclude(problem__in=["", "stopped"]).order_by("-last_seen")[:3]
+    why = "; ".join(f"{beat.hostname} {beat.problem}" for beat in refusals)
+    return "no worker is available" + (f" ({why})" if why else "; the run starts when one is")
+
+
+def run_waiting(*, run: Run, unavailable: Any = None) -> str | None:
+    """What a queued run waits for, when it is more than its turn (see workers_unavailable)."""
+    if run.status != RunStatus.QUEUED:
+        return None
+    return workers_unavailable() if unavailable is None else (unavailable or None)
+
+
 _UNKNOWN = object()
 
 
-def run_status_payload(*, run: Run, queue_position: Any = _UNKNOWN) -> dict[str, Any]:
-    """The `status` message of docs/live-runs.md (pass queue_position when it is known already)."""
+def run_status_payload(*, run: Run, queue_position: Any = _UNKNOWN, waiting: Any = _UNKNOWN) -> dict[str, Any]:
+    """The `status` message of docs/live-runs.md (pass queue_position and waiting when known already)."""
     position = run_queue_position(run=run) if queue_position is _UNKNOWN else queue_position
-    return protocol.status_message(run, queue_position=position, server_time=timezone.now().isoformat())
+    waits = run_waiting(run=run) if waiting is _UNKNOWN else waiting
+    return protocol.status_message(run, queue_position=position, waiting=waits, server_time=timezone.now().isoformat())

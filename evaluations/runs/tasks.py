@@ -1,5 +1,5 @@
-"""Celery tasks: each takes an id (or nothing) and calls one function. Services enqueue them; they
-import what they call inside their bodies, so tasks and services never import each other in a cycle."""
+"""Celery tasks: each takes an id and calls one function. Services enqueue them; they import what
+they call inside their bodies, so tasks and services never import each other in a cycle."""
 
 from __future__ import annotations
 
@@ -15,10 +15,3 @@ def execute_run(run_id: int) -> None:
     from evaluations.runs import execution
 
     execution.run_in_sandbox(run_id)
-
-
-@shared_task(name="evaluations.run_reap_lost")
-def reap_lost_runs() -> None:
-    from evaluations.runs import services
-
-    services.run_reap_lost()

@@ -1,81 +1,143 @@
-"""The worker process: its start-up checks and recovery, its heartbeat, and its shutdown. Celery
-imports this module at worker start (CELERY_IMPORTS), which connects the signal handlers."""
+"""The worker process: its start-up check, its heartbeat and periodic sandbox sweep, and how it
+stops. Celery imports this module at worker start (CELERY_IMPORTS), which connects the handlers."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 
-from celery.signals import worker_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from django import db
+from django.conf import settings
 from django.utils import timezone
 
-from evaluations.models import Run, RunStatus
-from evaluations.runs import engines, services
-from evaluations.runs.tasks import execute_run
+from evaluations.runs import engines, execution, lifecycle
 
 logger = logging.getLogger(__name__)
 
 # The main process writes a WorkerHeartbeat row this often, from a daemon thread (a task would
-# queue behind runs and say nothing while all are busy); the ops page reads it.
+# queue behind runs and say nothing while all are busy); the ops page and queued runs read it.
 HEARTBEAT_SECONDS = 10.0
+# Sandboxes, cgroups and work dirs left by dead worker processes on this host are swept this often.
+SWEEP_SECONDS = 30.0
+# Tells a pool child that the stopping worker's grace is over (Celery's prefork children ignore SIGTERM).
+STOP_SIGNAL = signal.SIGUSR2
+
+_controller = None  # the WorkController of this main process
+
+
+def _hostname(sender) -> str:
+    return getattr(sender, "hostname", None) or socket.gethostname()
 
 
 @worker_init.connect
-def refuse_without_sandbox(**kwargs) -> None:
-    # Never run user code unsandboxed: a worker that cannot start sandboxes does not start at all.
+def refuse_without_sandbox(sender=None, **kwargs) -> None:
+    # Never run user code unsandboxed: a worker that cannot start sandboxes does not start at all,
+    # and says why where queued runs' pages and the ops page can read it.
     import sandbox
 
+    global _controller
+    _controller = sender
     try:
         engine = engines.engine_from_settings()
         engine.check()
     except sandbox.SandboxError as exc:
         print(f"crucible worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        try:
+            lifecycle.worker_heartbeat(
+                hostname=_hostname(sender), started=timezone.now(), concurrency=0, problem=f"refused to start: {exc}"
+            )
+        except Exception:
+            logger.exception("could not record why this worker refused to start")
         os._exit(78)
     engine.sweep()
+
+
+@worker_process_init.connect
+def listen_for_stop(**kwargs) -> None:
+    signal.signal(STOP_SIGNAL, lambda signum, frame: execution.WORKER_STOPPING.set())
 
 
 @worker_process_shutdown.connect
 def close_engines_at_shutdown(**kwargs) -> None:
     # A pool child ends with os._exit, which runs no finalizers: without this its warm launcher's
-    # work dir and cgroup would stay until the next worker's start-up sweep.
+    # work dir and cgroup would stay until the next sweep.
     engines.close_engines()
 
 
 @worker_ready.connect
-def recover_runs(**kwargs) -> None:
-    services.run_reap_lost()
-    # Queued runs whose message was lost (e.g. an embedded Redis restarted without persistence):
-    # send them again; a duplicate delivery is harmless because claiming is conditional.
-    for run_id in Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True):
-        execute_run.delay(run_id)
-
-
-@worker_ready.connect
 def start_heartbeat(sender=None, **kwargs) -> None:
-    hostname = getattr(sender, "hostname", None) or socket.gethostname()
     concurrency = getattr(getattr(sender, "controller", None), "concurrency", 0)
-    heartbeat_start(hostname=hostname, concurrency=int(concurrency or 0))
+    heartbeat_start(hostname=_hostname(sender), concurrency=int(concurrency or 0))
 
 
-def heartbeat_start(*, hostname: str, concurrency: int, interval: float = HEARTBEAT_SECONDS) -> threading.Event:
-    """Start the heartbeat thread; set the returned event to stop it."""
+@worker_shutting_down.connect
+def stop_runs_after_grace(sender=None, **kwargs) -> None:
+    # Celery stops taking runs and waits for running ones; past the grace, their pool children are
+    # told to stop them, and each run ends truthfully (execution._stopped_fields).
+    grace = settings.CRUCIBLE_STOP_GRACE_SECONDS
+    logger.warning("worker stopping: running runs have %g s to finish; queued runs stay queued", grace)
+    timer = threading.Timer(grace, _signal_pool_children)
+    timer.daemon = True
+    timer.start()
+
+
+@worker_shutdown.connect
+def say_stopped(sender=None, **kwargs) -> None:
+    try:
+        lifecycle.worker_stopped(hostname=_hostname(sender))
+    except Exception:
+        logger.warning("could not record that this worker stopped", exc_info=True)
+
+
+def _signal_pool_children() -> None:
+    pool = getattr(_controller, "pool", None)
+    pids = (getattr(pool, "info", None) or {}).get("processes", []) if pool is not None else []
+    for pid in pids:
+        try:
+            os.kill(pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            pass
+    logger.warning("grace over: told %d pool process(es) to stop their runs", len(pids))
+
+
+def heartbeat_start(
+    *, hostname: str, concurrency: int, interval: float = HEARTBEAT_SECONDS, sweep_every: float = SWEEP_SECONDS
+) -> threading.Event:
+    """Start the heartbeat thread (it also sweeps what dead sandboxes left); set the event to stop it."""
     stop = threading.Event()
     started = timezone.now()
 
     def beat() -> None:
+        next_sweep = 0.0
+        elapsed = 0.0
         while True:
             try:
-                services.worker_heartbeat(hostname=hostname, started=started, concurrency=concurrency)
+                lifecycle.worker_heartbeat(hostname=hostname, started=started, concurrency=concurrency)
             except Exception:
                 logger.exception("worker heartbeat failed; trying again in %.0f s", interval)
             finally:
                 db.connection.close()  # this thread's own connection: do not hold it between beats
+            if elapsed >= next_sweep:
+                next_sweep = elapsed + sweep_every
+                try:
+                    engines.engine_from_settings().sweep()
+                except Exception:
+                    logger.exception("sweeping dead sandboxes failed")
             if stop.wait(interval):
                 return
+            elapsed += interval
 
     threading.Thread(target=beat, name="crucible-heartbeat", daemon=True).start()
     return stop

@@ -23,6 +23,7 @@ const state = {
   startedAt: page.started_at,
   finishedAt: page.finished_at,
   queuePosition: null,
+  waiting: null, // why a queued run waits beyond its turn ("no worker is available")
   runSeconds: null,
   have: [0, 0], // bytes received per stream = the offsets to resume from
   closeTimer: 0,
@@ -84,6 +85,7 @@ function onStatus(m) {
   state.startedAt = m.started_at ?? state.startedAt;
   state.finishedAt = m.finished_at ?? state.finishedAt;
   state.queuePosition = m.queue_position ?? null;
+  state.waiting = m.waiting ?? null;
   state.runSeconds = m.run_seconds ?? null; // the server's own figure once finished: no clock skew
 
   renderStatus($("run-status"), m.status, m.reason);
@@ -136,7 +138,8 @@ function tick() {
     const p = state.queuePosition;
     const where = p == null ? "" : p === 0 ? ", next in line" : `, ${p} run${p === 1 ? "" : "s"} ahead`;
     const waited = secondsBetween(state.queuedAt);
-    queue.textContent = ` (waiting${waited == null ? "" : ` ${formatSeconds(waited)}`}${where})`;
+    const why = state.waiting ? `: ${state.waiting}` : "";
+    queue.textContent = ` (waiting${waited == null ? "" : ` ${formatSeconds(waited)}`}${where}${why})`;
   } else if (state.queuedAt && state.startedAt) {
     queue.textContent = ` (waited ${formatSeconds(secondsBetween(state.queuedAt, state.startedAt))})`;
   }

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from evaluations.accounts import services as account_services
 from evaluations.models import Role, Run, WorkerHeartbeat
-from evaluations.runs import services, worker
+from evaluations.runs import lifecycle, worker
 
 
 @pytest.fixture
@@ -144,10 +144,10 @@ def test_the_page_reloads_itself_and_is_not_cached(admin_client) -> None:
 
 def test_a_heartbeat_records_the_worker_and_moves_last_seen(db) -> None:
     started = timezone.now() - timedelta(minutes=1)
-    services.worker_heartbeat(hostname="celery@h", started=started, concurrency=2)
+    lifecycle.worker_heartbeat(hostname="celery@h", started=started, concurrency=2)
     first = WorkerHeartbeat.objects.get(hostname="celery@h").last_seen
 
-    services.worker_heartbeat(hostname="celery@h", started=started, concurrency=2, now=first + timedelta(seconds=10))
+    lifecycle.worker_heartbeat(hostname="celery@h", started=started, concurrency=2, now=first + timedelta(seconds=10))
 
     beat = WorkerHeartbeat.objects.get(hostname="celery@h")
     assert beat.last_seen == first + timedelta(seconds=10) and beat.started == started and beat.concurrency == 2

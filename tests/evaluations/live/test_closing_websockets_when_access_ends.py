@@ -15,7 +15,7 @@ from django.test import Client
 from evaluations.accounts import services as account_services
 from evaluations.accounts import tokens
 from evaluations.models import Role, Team
-from evaluations.runs import services
+from evaluations.runs import lifecycle, services
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -173,7 +173,7 @@ async def test_a_run_list_hears_what_the_new_role_may_see(make_user, make_run):
     await in_db(account_services.user_set_role, actor=admin, user=reviewer, role=Role.RESEARCHER)
     await socket.receive_nothing(timeout=QUIET)  # the socket re-joins its groups meanwhile
     for run in (alices_run, own_run):
-        assert await in_db(services.run_claim, run_id=run.pk)  # queued → running, published on commit
+        assert await in_db(lifecycle.run_claim, run_id=run.pk)  # queued → running, published on commit
 
     heard = set()
     while not await socket.receive_nothing(timeout=1.0):

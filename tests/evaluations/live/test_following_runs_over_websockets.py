@@ -394,7 +394,7 @@ async def test_every_stored_metric_sample_is_sent_on_connect(user, make_run, tok
 
 async def test_live_output_metrics_and_status_follow_the_replay(user, token_headers, running_run):
     from evaluations.live.publisher import RunPublisher
-    from evaluations.runs import services
+    from evaluations.runs import lifecycle
 
     run = running_run
     early = {"t": 0.25, "cpu_seconds": 0.0, "cpu_percent": None, "memory_bytes": 4_000_000, "processes": 1}
@@ -423,7 +423,7 @@ async def test_live_output_metrics_and_status_follow_the_replay(user, token_head
 
     # As the worker ends a run: flush the publisher, then the terminal status (after commit).
     await in_thread(publisher.close)
-    await database_sync_to_async(services.run_fail)(run_id=run.pk, reason="sandbox_error", detail="test")
+    await database_sync_to_async(lifecycle.run_fail)(run_id=run.pk, reason="sandbox_error", detail="test")
     final = await receive(comm)
     assert final["type"] == "status"
     assert final["status"] == "error" and final["reason"] == "sandbox_error" and final["finished_at"]
@@ -542,7 +542,7 @@ async def test_a_client_resuming_mid_stream_gets_only_the_rest_while_the_run_wri
 async def test_the_run_list_socket_gets_status_changes_of_the_users_own_runs_only(
     user, other_user, make_run, browser_headers
 ):
-    from evaluations.runs import services
+    from evaluations.runs import lifecycle
 
     mine = await database_sync_to_async(make_run)(user)
     theirs = await database_sync_to_async(make_run)(other_user)
@@ -551,13 +551,13 @@ async def test_the_run_list_socket_gets_status_changes_of_the_users_own_runs_onl
     assert await comm.receive_nothing(timeout=0.2)
 
     # Theirs first: had it been delivered, it would arrive before ours.
-    assert await database_sync_to_async(services.run_claim)(run_id=theirs.pk)
-    assert await database_sync_to_async(services.run_claim)(run_id=mine.pk)
+    assert await database_sync_to_async(lifecycle.run_claim)(run_id=theirs.pk)
+    assert await database_sync_to_async(lifecycle.run_claim)(run_id=mine.pk)
     message = await receive(comm)
     assert message["type"] == "status" and message["id"] == mine.pk and message["status"] == "running"
 
-    assert await database_sync_to_async(services.run_fail)(run_id=theirs.pk, reason="sandbox_error", detail="x")
-    assert await database_sync_to_async(services.run_fail)(run_id=mine.pk, reason="sandbox_error", detail="x")
+    assert await database_sync_to_async(lifecycle.run_fail)(run_id=theirs.pk, reason="sandbox_error", detail="x")
+    assert await database_sync_to_async(lifecycle.run_fail)(run_id=mine.pk, reason="sandbox_error", detail="x")
     message = await receive(comm)
     assert message["id"] == mine.pk and message["status"] == "error" and message["reason"] == "sandbox_error"
     assert await comm.receive_nothing(timeout=0.5)

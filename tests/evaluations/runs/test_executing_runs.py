@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
 import sandbox
 from evaluations.models import Run, RunReason, RunStatus
-from evaluations.runs import execution, logstore, services
+from evaluations.runs import execution, lifecycle, logstore
 
 
 def snapshot(run: Run) -> dict:
@@ -97,7 +95,7 @@ def test_only_a_running_run_can_finish(user, make_run, status) -> None:
     run = make_run(user, status=status)
     before = snapshot(run)
 
-    assert services.run_finish(run_id=run.pk, result=a_result()) is False
+    assert lifecycle.run_finish(run_id=run.pk, result=a_result()) is False
 
     assert snapshot(run) == before
 
@@ -105,8 +103,8 @@ def test_only_a_running_run_can_finish(user, make_run, status) -> None:
 def test_a_running_run_finishes_once(user, make_run) -> None:
     run = make_run(user, status=RunStatus.RUNNING, started_at=timezone.now())
 
-    assert services.run_finish(run_id=run.pk, result=a_result()) is True
-    assert services.run_finish(run_id=run.pk, result=a_result(stdout=sandbox.StreamResult(b"2nd", 3, False))) is False
+    assert lifecycle.run_finish(run_id=run.pk, result=a_result()) is True
+    assert lifecycle.run_finish(run_id=run.pk, result=a_result(stdout=sandbox.StreamResult(b"2nd", 3, False))) is False
 
     run.refresh_from_db()
     # The log store is written by the worker as output arrives, not by run_finish.
@@ -137,60 +135,13 @@ def test_an_unknown_engine_name_ends_the_run_as_a_sandbox_error(user, make_run, 
     assert "docker" in run.detail
 
 
-def test_an_unexpected_sandbox_failure_ends_the_run_and_is_raised(user, make_run, settings, tmp_path) -> None:
+def test_an_unexpected_sandbox_failure_ends_the_run_and_is_logged(user, make_run, settings, tmp_path, caplog) -> None:
     settings.CRUCIBLE_IMAGES_DIR = tmp_path / "no-images-here"
     run = make_run(user)
 
-    with pytest.raises(sandbox.SandboxError):
-        execution.run_in_sandbox(run.pk)
+    assert execution.run_in_sandbox(run.pk) is True
+    assert "sandbox failed" in caplog.text
 
     run.refresh_from_db()
     assert (run.status, run.reason) == (RunStatus.ERROR, RunReason.SANDBOX_ERROR)
     assert run.finished_at is not None
-
-
-def test_a_run_far_past_its_wall_limit_is_reaped_as_worker_lost(user, make_run) -> None:
-    now = timezone.now()
-    lost = make_run(
-        user,
-        status=RunStatus.RUNNING,
-        wall_seconds=10,
-        started_at=now - timedelta(seconds=10 + services.LOST_RUN_GRACE_SECONDS + 5),
-    )
-    recent = make_run(user, status=RunStatus.RUNNING, wall_seconds=10, started_at=now - timedelta(seconds=5))
-    long_but_in_time = make_run(
-        user, status=RunStatus.RUNNING, wall_seconds=300, started_at=now - timedelta(seconds=300)
-    )
-    queued = make_run(user)
-
-    assert services.run_reap_lost(now=now) == 1
-
-    lost.refresh_from_db()
-    assert (lost.status, lost.reason) == (RunStatus.ERROR, RunReason.WORKER_LOST)
-    assert lost.finished_at == now
-    for untouched, status in (
-        (recent, RunStatus.RUNNING),
-        (long_but_in_time, RunStatus.RUNNING),
-        (queued, RunStatus.QUEUED),
-    ):
-        untouched.refresh_from_db()
-        assert untouched.status == status and untouched.reason is None
-
-
-def test_reaping_twice_reaps_once(user, make_run) -> None:
-    make_run(user, status=RunStatus.RUNNING, wall_seconds=1, started_at=timezone.now() - timedelta(hours=1))
-
-    assert services.run_reap_lost() == 1
-    assert services.run_reap_lost() == 0
-
-
-def test_a_redelivery_knows_when_to_look_for_a_lost_run(user, make_run) -> None:
-    started = timezone.now() - timedelta(seconds=30)
-    running = make_run(user, status=RunStatus.RUNNING, wall_seconds=10, started_at=started)
-    finished = make_run(user, status=RunStatus.SUCCEEDED)
-
-    delay = services.run_lost_check_delay(run_id=running.pk)
-
-    # Due at start + wall + grace + 1 s, i.e. about grace - 19 s from now.
-    assert delay == pytest.approx(services.LOST_RUN_GRACE_SECONDS - 19, abs=2)
-    assert services.run_lost_check_delay(run_id=finished.pk) is None

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import redis
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from evaluations.runs import services, tasks
+from evaluations.models import Run
+from evaluations.runs import broker, services
+
+
+class Queue:
+    """The runs queue on the test Redis, as run ids in the order they were sent."""
+
+    def __eq__(self, other: object) -> bool:
+        return self.run_ids() == other
+
+    def __iter__(self):
+        return iter(self.run_ids())
+
+    def run_ids(self) -> list[int]:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        try:
+            raw = client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)
+        finally:
+            client.close()
+        # kombu pushes on the left and pops on the right: the oldest message is last.
+        return [broker.run_id_of(json.loads(item)["headers"]["id"]) for item in reversed(raw)]
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[int]:
-    """Record run_execute.delay calls instead of talking to Redis (a fake at the unit's edge)."""
-    calls: list[int] = []
-    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: calls.append(run_id))
-    return calls
+def sent():
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    yield Queue()
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    client.close()
 
 
 def test_the_task_is_sent_only_after_the_commit(user, sent, django_capture_on_commit_callbacks) -> None:
@@ -26,6 +51,7 @@ def test_the_task_is_sent_only_after_the_commit(user, sent, django_capture_on_co
     assert sent == []
     callbacks[0]()
     assert sent == [run.pk]
+    assert Run.objects.get(pk=run.pk).sent_at is not None  # the reconciler leaves it alone
 
 
 def test_an_api_submission_sends_the_task_for_its_run(api_client, sent, django_capture_on_commit_callbacks) -> None:

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from evaluations.accounts import audit
 from evaluations.accounts import services as account_services
 from evaluations.models import AuditEvent, Role, Submission, Team
-from evaluations.runs import services
+from evaluations.runs import lifecycle, services
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ async def test_run_lists_hear_of_the_runs_they_show_and_no_others(channel_layer_
     sockets = {name: await list_socket(user) for name, user in people.items()}
 
     for run in (shared_run, private_run):
-        assert await database_sync_to_async(services.run_claim)(run_id=run.pk)  # queued → running, published on commit
+        assert await database_sync_to_async(lifecycle.run_claim)(run_id=run.pk)  # queued → running, published on commit
 
     try:
         heard = dict(zip(sockets, await asyncio.gather(*map(run_ids_heard, sockets.values())), strict=True))

@@ -1,80 +1,30 @@
-"""The Celery side: redeliveries, the worker's start-up recovery, and its refusal to run unsandboxed.
-
-Task bodies are called in-process; sending to the broker is replaced by a recorder (the unit's edge).
-"""
+"""The Celery side: a second delivery changes nothing, and a worker refuses to run unsandboxed."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from evaluations.models import RunReason, RunStatus
-from evaluations.runs import services, tasks, worker
+from evaluations.models import Run, RunStatus, WorkerHeartbeat
+from evaluations.runs import tasks, worker
 
 
-@pytest.fixture
-def scheduled(monkeypatch) -> list[dict]:
-    calls: list[dict] = []
-    monkeypatch.setattr(tasks.reap_lost_runs, "apply_async", lambda **kwargs: calls.append(kwargs))
-    return calls
-
-
-@pytest.fixture
-def resent(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: calls.append(run_id))
-    return calls
-
-
-def test_a_redelivered_running_run_gets_a_lost_check_when_it_would_be_due(user, make_run, scheduled) -> None:
-    run = make_run(user, status=RunStatus.RUNNING, wall_seconds=10, started_at=timezone.now())
+@pytest.mark.parametrize("status", [RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.CANCELLED])
+def test_a_delivery_of_a_run_that_is_not_queued_changes_nothing(user, make_run, status) -> None:
+    run = make_run(user, status=status, started_at=timezone.now(), worker="celery@first pid 1")
+    before = model_to_dict(Run.objects.get(pk=run.pk))
 
     tasks.execute_run(run.pk)
 
-    assert len(scheduled) == 1
-    assert scheduled[0]["countdown"] == pytest.approx(10 + services.LOST_RUN_GRACE_SECONDS + 1, abs=2)
-    run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING
-
-
-def test_a_redelivered_finished_run_schedules_nothing(user, make_run, scheduled) -> None:
-    run = make_run(user, status=RunStatus.SUCCEEDED)
-
-    tasks.execute_run(run.pk)
-
-    assert scheduled == []
-
-
-def test_the_reaper_task_ends_lost_runs(user, make_run) -> None:
-    lost = make_run(user, status=RunStatus.RUNNING, wall_seconds=1, started_at=timezone.now() - timedelta(hours=2))
-
-    tasks.reap_lost_runs()
-
-    lost.refresh_from_db()
-    assert (lost.status, lost.reason) == (RunStatus.ERROR, RunReason.WORKER_LOST)
-
-
-def test_a_starting_worker_resends_queued_runs_and_reaps_lost_ones(user, make_run, resent) -> None:
-    queued = make_run(user)
-    lost = make_run(user, status=RunStatus.RUNNING, wall_seconds=1, started_at=timezone.now() - timedelta(hours=2))
-    live = make_run(user, status=RunStatus.RUNNING, wall_seconds=60, started_at=timezone.now())
-    make_run(user, status=RunStatus.SUCCEEDED)
-
-    worker.recover_runs()
-
-    assert resent == [queued.pk]
-    lost.refresh_from_db()
-    live.refresh_from_db()
-    assert lost.status == RunStatus.ERROR and live.status == RunStatus.RUNNING
+    assert model_to_dict(Run.objects.get(pk=run.pk)) == before
 
 
 class Exited(Exception):
     pass
 
 
-def test_a_worker_without_a_usable_sandbox_refuses_to_start(settings, monkeypatch, capsys) -> None:
+def test_a_worker_without_a_usable_sandbox_refuses_to_start_and_says_why(db, settings, monkeypatch, capsys) -> None:
     settings.CRUCIBLE_RUNSC_PATH = "/nonexistent/runsc"
 
     def fake_exit(code: int) -> None:
@@ -82,8 +32,13 @@ def test_a_worker_without_a_usable_sandbox_refuses_to_start(settings, monkeypatc
 
     monkeypatch.setattr(worker.os, "_exit", fake_exit)
 
+    class Controller:
+        hostname = "celery@refuser"
+
     with pytest.raises(Exited) as caught:
-        worker.refuse_without_sandbox()
+        worker.refuse_without_sandbox(sender=Controller())
 
     assert caught.value.args == (78,)
     assert "refusing to start" in capsys.readouterr().err
+    beat = WorkerHeartbeat.objects.get(hostname="celery@refuser")
+    assert beat.problem.startswith("refused to start:") and "runsc" in beat.problem

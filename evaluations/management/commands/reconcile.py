@@ -1,0 +1,47 @@
+"""`manage.py reconcile`: the reconciler loop (evaluations/runs/reconciler.py), one per site at least."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+
+from django import db
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from evaluations.models import WorkerHeartbeat
+from evaluations.runs import lifecycle, reconciler
+
+logger = logging.getLogger("evaluations.runs.reconciler")
+
+
+class Command(BaseCommand):
+    help = "Every few seconds, end lost runs, store handed-over results and re-send lost run messages."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+        parser.add_argument(
+            "--every", type=float, default=settings.CRUCIBLE_RECONCILE_SECONDS, help="seconds between passes"
+        )
+
+    def handle(self, *args, once: bool = False, every: float = 5.0, **options) -> None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        hostname = f"reconciler@{socket.gethostname()}"
+        started = timezone.now()
+        logger.info("reconciler: a pass every %g s", every)
+        while True:
+            try:
+                lifecycle.worker_heartbeat(
+                    hostname=hostname, started=started, concurrency=0, kind=WorkerHeartbeat.Kind.RECONCILER
+                )
+                reconciler.reconcile()
+            except Exception as exc:  # the database or Redis is away: the next pass tries again
+                logger.warning("reconciler: pass failed (%s: %s); next in %g s", type(exc).__name__, exc, every)
+                db.connections.close_all()
+            if once or stop.wait(every):
+                return

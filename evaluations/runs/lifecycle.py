@@ -1,0 +1,231 @@
+"""A run's way from queued to its end, as workers and the reconciler move it (docs/lifecycle.md).
+
+Every change is a conditional UPDATE whose row count decides what happens next, so a second
+delivery, a late result or a reconciler racing a worker changes nothing twice. A run's sandbox is
+started at most once: a run whose worker is lost ends as error/worker_lost, keeping its output.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+import sandbox
+from evaluations.live import groups, protocol, publisher
+from evaluations.live.selectors import run_list_audience
+from evaluations.models import Run, RunReason, RunStatus, WorkerHeartbeat
+from evaluations.runs import broker, logstore, selectors
+from evaluations.runs.tasks import execute_run
+
+logger = logging.getLogger(__name__)
+
+# How many waiting runs are told their new queue position when the queue moves.
+QUEUE_UPDATES = 50
+# Runs claimed before leases existed count as lost this long past their wall limit.
+LEGACY_LOST_GRACE_SECONDS = 120
+
+
+def transition(run_id: int, from_status: str, *, where: dict[str, Any] | None = None, **fields) -> bool:
+    """The one way a run changes status: a conditional UPDATE (on `from_status` and `where`), whose
+    change is published to the run's websocket group once committed."""
+    changed = Run.objects.filter(pk=run_id, status=from_status, **(where or {})).update(**fields) == 1
+    if changed:
+        publish_status_on_commit(run_id)
+    return changed
+
+
+def publish_status_on_commit(run_id: int) -> None:
+    def publish() -> None:
+        run = Run.objects.select_related("submission").filter(pk=run_id).first()
+        if run is not None:
+            publisher.publish_status(
+                run_id=run_id,
+                owner_id=run.submission.owner_id,
+                payload=selectors.run_status_payload(run=run),
+                list_groups=run_list_audience(run=run),
+            )
+
+    transaction.on_commit(publish)
+
+
+def publish_queue_positions() -> None:
+    """The queue moved (or workers came or went): tell the first waiting runs' pages their position
+    and what they wait for, in one send (run lists do not show positions: their sockets are spared)."""
+    waiting = Run.objects.filter(status=RunStatus.QUEUED).order_by("queued_at", "id")[:QUEUE_UPDATES]
+    unavailable = selectors.workers_unavailable() or ""
+    publisher.send(
+        [
+            (
+                groups.run_group(run.pk),
+                protocol.status_event(
+                    selectors.run_status_payload(run=run, queue_position=i, waiting=unavailable or None)
+                ),
+            )
+            for i, run in enumerate(waiting)
+        ]
+    )
+
+
+def run_send(*, run_id: int) -> bool:
+    """Send the run's task message. False if the broker is unreachable: the reconciler sends it later."""
+    try:
+        execute_run.apply_async((run_id,), task_id=broker.task_id_for(run_id, uuid.uuid4().hex[:12]))
+    except Exception as exc:  # kombu raises its own OperationalError, redis its errors, or OSError
+        logger.warning("run %s: could not send its task (%s); the reconciler sends it later", run_id, exc)
+        return False
+    Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(sent_at=timezone.now())
+    return True
+
+
+def run_send_on_commit(run_id: int) -> None:
+    transaction.on_commit(lambda: run_send(run_id=run_id))
+
+
+def _lease_end(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.CRUCIBLE_RUN_LEASE_SECONDS)
+
+
+def run_claim(*, run_id: int, worker: str = "") -> bool:
+    """queued → running, leased to `worker`. False if the run is not queued (claimed, ended or gone)."""
+    now = timezone.now()
+    claimed = transition(
+        run_id,
+        RunStatus.QUEUED,
+        status=RunStatus.RUNNING,
+        started_at=now,
+        worker=worker[:200],
+        lease_expires_at=_lease_end(now),
+        deliveries=F("deliveries") + 1,
+    )
+    if claimed:
+        transaction.on_commit(publish_queue_positions)
+    return claimed
+
+
+def run_lease_renew(*, run_id: int, worker: str) -> bool:
+    """The worker still runs it. False if the run is no longer running on `worker` (it was ended)."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker[:200]).update(
+            lease_expires_at=_lease_end(timezone.now())
+        )
+    )
+
+
+def run_cancel_requested(*, run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+
+
+def result_fields(result: sandbox.ExecResult) -> dict[str, Any]:
+    """The columns a finished run gets from its result (JSON-friendly: they may go through Redis)."""
+    return {
+        "status": result.status.value,
+        "reason": result.reason.value if result.reason else None,
+        "detail": result.detail,
+        "exit_code": result.exit_code,
+        "finished_at": timezone.now().isoformat(),
+        "cpu_seconds": result.usage.cpu_seconds,
+        "peak_memory_bytes": result.usage.peak_memory_bytes,
+        "peak_processes": result.usage.peak_processes,
+        "stdout_bytes": result.stdout.bytes_written,
+        "stderr_bytes": result.stderr.bytes_written,
+        "stdout_truncated": result.stdout.truncated,
+        "stderr_truncated": result.stderr.truncated,
+        "engine": result.engine,
+        "runtime_version": result.runtime_version[:200],
+        "image_digest": result.image_digest,
+    }
+
+
+def error_fields(*, reason: str, detail: str) -> dict[str, Any]:
+    """Our fault (infrastructure): the run ends as `error` with a reason the user can read."""
+    return {"status": RunStatus.ERROR, "reason": reason, "detail": detail, "finished_at": timezone.now().isoformat()}
+
+
+def run_end(*, run_id: int, fields: dict[str, Any]) -> bool:
+    """running → the terminal status in `fields` (result_fields or error_fields). Only a running
+    run can end, so a result that arrives after the run was ended changes nothing."""
+    values = dict(fields)
+    values["finished_at"] = datetime.fromisoformat(values["finished_at"])
+    return transition(run_id, RunStatus.RUNNING, lease_expires_at=None, **values)
+
+
+def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
+    return run_end(run_id=run_id, fields=result_fields(result))
+
+
+def run_fail(*, run_id: int, reason: str, detail: str) -> bool:
+    return run_end(run_id=run_id, fields=error_fields(reason=reason, detail=detail))
+
+
+def runs_lost(*, now: datetime) -> list[Run]:
+    """Running runs whose worker stopped renewing their lease (or, claimed before leases existed,
+    are well past their wall limit)."""
+    expired = list(Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now))
+    legacy = Run.objects.filter(
+        status=RunStatus.RUNNING,
+        lease_expires_at__isnull=True,
+        started_at__lt=now - timedelta(seconds=LEGACY_LOST_GRACE_SECONDS),
+    )
+    overdue = [
+        run for run in legacy if run.started_at + timedelta(seconds=run.wall_seconds + LEGACY_LOST_GRACE_SECONDS) < now
+    ]
+    return expired + overdue
+
+
+def run_end_lost(*, run: Run, now: datetime) -> bool:
+    """End a run whose worker was lost, keeping what it printed; never run it again: its code may
+    be what took the worker down. False if the worker renewed the lease or ended it meanwhile."""
+    ran = (now - run.started_at).total_seconds() if run.started_at else 0.0
+    who = f" ({run.worker})" if run.worker else ""
+    detail = (
+        f"its worker{who} stopped answering after {ran:.0f} s of this run (killed, crashed or cut off); "
+        "the output printed until then is kept. It was not started again, since its code may be what "
+        "took the worker down: re-run it if you think it was not."
+    )
+    sizes = {f"{s}_bytes": logstore.log_size(run, s) for s in logstore.STREAMS}
+    where = {"lease_expires_at": run.lease_expires_at, "started_at": run.started_at}
+    return transition(
+        run.pk,
+        RunStatus.RUNNING,
+        where=where,
+        status=RunStatus.ERROR,
+        reason=RunReason.WORKER_LOST,
+        detail=detail,
+        finished_at=now,
+        lease_expires_at=None,
+        **sizes,
+    )
+
+
+def worker_heartbeat(
+    *,
+    hostname: str,
+    started,
+    concurrency: int,
+    now=None,
+    kind: str = WorkerHeartbeat.Kind.WORKER,
+    problem: str = "",
+) -> None:
+    """A worker or the reconciler says it is alive (or, with `problem`, why it takes no runs)."""
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname[:200],
+        defaults={
+            "kind": kind,
+            "started": started,
+            "last_seen": now or timezone.now(),
+            "concurrency": concurrency,
+            "problem": problem[:500],
+        },
+    )
+
+
+def worker_stopped(*, hostname: str) -> None:
+    """A worker stopped cleanly: it takes no more runs (queued runs' pages say so if none is left)."""
+    WorkerHeartbeat.objects.filter(hostname=hostname[:200]).update(problem="stopped", last_seen=timezone.now())
