@@ -27,4 +27,4 @@ $(sed 's/^/  /' "$CRUCIBLE_VAR_DIR/demo-logins.txt" 2>/dev/null || true)
   Ctrl-C stops everything.
 
 MSG
-"$VENV/bin/honcho" -d "$ROOT" -f "$ROOT/Procfile" start
+"$PY" scripts/start_processes.py -d "$ROOT" -f "$ROOT/Procfile" start
