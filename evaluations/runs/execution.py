@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 0.2
 # Set in a pool child when its stopping worker's grace is over (evaluations/runs/worker.py).
 WORKER_STOPPING = threading.Event()
+# Set while this process executes a run (a stop signal then waits for the grace).
+EXECUTING = threading.Event()
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:
@@ -185,12 +187,16 @@ def run_in_sandbox(run_id: int) -> bool:
     if not lifecycle.run_claim(run_id=run_id, worker=worker):
         logger.info("run %s is not queued; skipping this delivery", run_id)
         return False
-    with _Watch(run_id, worker) as watch:  # renews the lease until the outcome is stored
-        fields = _execute(run_id, watch)
-        if watch.lost:
-            logger.warning("run %s: not storing its result, the run was already ended", run_id)
-        else:
-            _store_outcome(run_id, fields)
+    EXECUTING.set()
+    try:
+        with _Watch(run_id, worker) as watch:  # renews the lease until the outcome is stored
+            fields = _execute(run_id, watch)
+            if watch.lost:
+                logger.warning("run %s: not storing its result, the run was already ended", run_id)
+            else:
+                _store_outcome(run_id, fields)
+    finally:
+        EXECUTING.clear()
     return True
 
 

@@ -11,8 +11,8 @@ import sys
 import threading
 
 from celery.signals import (
+    task_prerun,
     worker_init,
-    worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -64,9 +64,40 @@ def refuse_without_sandbox(sender=None, **kwargs) -> None:
     engine.sweep()
 
 
-@worker_process_init.connect
+@task_prerun.connect
 def listen_for_stop(**kwargs) -> None:
+    # SIGTERM to the whole process group (systemd, a terminal) reaches pool children too: one running
+    # a run gives it the grace instead of dying at once (a second signal ends it now); an idle one
+    # goes as billiard would have it. STOP_SIGNAL comes from the main process when the grace is over.
+    # Installed before each task, in the child's main thread: billiard resets signals after
+    # worker_process_init.
+    if signal.getsignal(signal.SIGTERM) is _child_stop_requested:
+        return
+    _previous[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _child_stop_requested)
     signal.signal(STOP_SIGNAL, lambda signum, frame: execution.WORKER_STOPPING.set())
+
+
+_previous: dict[int, object] = {}
+_stop_requested = threading.Event()
+
+
+def _child_stop_requested(signum, frame) -> None:
+    if not execution.EXECUTING.is_set():
+        previous = _previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    if _stop_requested.is_set():
+        execution.WORKER_STOPPING.set()
+        return
+    _stop_requested.set()
+    timer = threading.Timer(settings.CRUCIBLE_STOP_GRACE_SECONDS, execution.WORKER_STOPPING.set)
+    timer.daemon = True
+    timer.start()
 
 
 @worker_process_shutdown.connect

@@ -1,5 +1,6 @@
-"""A worker stopped mid-run (SIGTERM to its whole process group, as systemd or Ctrl-C does) puts
-the run back in the queue, leaves no sandbox behind, and the next worker runs it to the end."""
+"""A worker stopped mid-run (SIGTERM to its whole process group, as systemd or Ctrl-C does) takes no
+more runs, lets running ones finish within the grace or ends them truthfully, leaves queued ones
+queued for the next worker, and leaves no sandbox behind."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CODE = 'import time\nprint("begin", flush=True)\ntime.sleep(3)\nprint("end")\n'
+GRACE = 3
+SHORT = 'import time\nprint("begin", flush=True)\ntime.sleep(1.5)\nprint("end")\n'
+LONG = 'import time\nprint("begin", flush=True)\ntime.sleep(30)\nprint("end")\n'
+TERMINAL = {"succeeded", "failed", "error", "cancelled"}
 
 
 def wait_status(session: requests.Session, url: str, wanted: set[str], timeout: float = 30) -> dict:
@@ -26,26 +30,47 @@ def wait_status(session: requests.Session, url: str, wanted: set[str], timeout: 
         time.sleep(0.05)
 
 
-def test_a_run_cut_short_by_a_stopping_worker_is_queued_again_and_then_finishes(stack_env, e2e_user, tmp_path):
+@pytest.fixture
+def env(stack_env) -> dict[str, str]:
+    import redis
+
+    # Messages left in this Redis database by earlier sessions must not reach our worker.
+    redis.Redis.from_url(stack_env["CRUCIBLE_REDIS_URL"], socket_connect_timeout=2).flushdb()
+    return {**stack_env, "CRUCIBLE_STOP_GRACE_SECONDS": str(GRACE)}
+
+
+def submit(session: requests.Session, stack: Stack, code: str) -> int:
+    resp = session.post(stack.url("/api/v1/submissions/"), json={"code": code, "wall_seconds": 40}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_a_stopping_worker_finishes_short_runs_ends_long_ones_and_keeps_queued_ones(env, e2e_user, tmp_path):
     from evaluations.models import Run
 
     session = requests.Session()
     session.headers.update(e2e_user.api_headers)
-    with Stack(stack_env, log_dir=tmp_path / "first") as first:
-        resp = session.post(first.url("/api/v1/submissions/"), json={"code": CODE, "wall_seconds": 20}, timeout=10)
-        assert resp.status_code == 201, resp.text
-        run_id = resp.json()["id"]
-        wait_status(session, first.url(f"/api/v1/runs/{run_id}/"), {"running"})
-        time.sleep(0.5)
+    with Stack(env, log_dir=tmp_path / "first", concurrency=2) as first:
+        short, long = submit(session, first, SHORT), submit(session, first, LONG)
+        for run_id in (short, long):
+            wait_status(session, first.url(f"/api/v1/runs/{run_id}/"), {"running"})
+        queued = submit(session, first, SHORT)  # both slots are busy: it waits
+        time.sleep(0.3)
+        started = time.monotonic()
         first.stop()
+        stopped_after = time.monotonic() - started
 
-    run = Run.objects.get(pk=run_id)
-    assert (run.status, run.started_at) == ("queued", None), (run.status, run.reason, run.detail)
-    state_dir = Path(stack_env["CRUCIBLE_SANDBOX_STATE_DIR"])
+    assert stopped_after < GRACE + 10, first.logs()
+    runs = {run.pk: run for run in Run.objects.filter(pk__in=[short, long, queued])}
+    assert (runs[short].status, runs[short].exit_code) == ("succeeded", 0), (runs[short].detail, first.logs())
+    assert (runs[long].status, runs[long].reason) == ("error", "worker_lost"), first.logs()
+    assert "worker was stopped" in runs[long].detail and f"{GRACE} s" in runs[long].detail
+    assert runs[queued].status == "queued" and runs[queued].started_at is None
+    state_dir = Path(env["CRUCIBLE_SANDBOX_STATE_DIR"])
     assert not list(state_dir.glob("crucible-*")), "a sandbox was left behind"
 
-    with Stack(stack_env, log_dir=tmp_path / "second") as second:
-        data = wait_status(
-            session, second.url(f"/api/v1/runs/{run_id}/"), {"succeeded", "failed", "error", "cancelled"}
-        )
+    with Stack(env, log_dir=tmp_path / "second", reconciler=True) as second:
+        data = wait_status(session, second.url(f"/api/v1/runs/{queued}/"), TERMINAL)
+        long_data = session.get(second.url(f"/api/v1/runs/{long}/"), timeout=10).json()
     assert (data["status"], data["stdout"]) == ("succeeded", "begin\nend\n"), data
+    assert long_data["stdout"] == "begin\n"  # what it printed before the stop is kept
