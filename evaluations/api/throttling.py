@@ -6,8 +6,10 @@ concurrency). Rates are read from settings on every request; over a limit: 429 w
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -17,6 +19,15 @@ from evaluations.models import ApiToken
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# After the cache failed, how long requests go uncounted before it is tried again (and so how often,
+# at most, its outage is logged).
+CACHE_RETRY_SECONDS = 5.0
+# The cache's location -> time.monotonic() until which it is taken to be down.
+_cache_down_until: dict[str, float] = {}
+
+
+def _cache_location() -> str:
+    return str(settings.CACHES[DEFAULT_CACHE_ALIAS].get("LOCATION", ""))
 
 
 class _WindowThrottle(SimpleRateThrottle):
@@ -51,6 +62,10 @@ class _WindowThrottle(SimpleRateThrottle):
         keys = self.get_cache_keys(request, view)
         if not keys:
             return True
+        # A limiter that is down must not take the API down with it: requests pass uncounted, and
+        # for a while do not even try the cache, whose every attempt could wait out a timeout.
+        if time.monotonic() < _cache_down_until.get(_cache_location(), 0.0):
+            return True
         now = self.timer()
         window = int(now // self.duration)
         self.until_next_window = (window + 1) * self.duration - now
@@ -58,9 +73,13 @@ class _WindowThrottle(SimpleRateThrottle):
             # Every bucket counts the request, refused or not, as a single bucket always did.
             counts = [self._count(f"{key}:{window}") for key in keys]
         except (RedisError, OSError) as exc:
-            # A limiter that is down must not take the API down with it (the broker on the same
-            # Redis will be the louder failure).
-            logger.warning("rate limiting skipped: the cache is unavailable (%s)", exc)
+            _cache_down_until[_cache_location()] = time.monotonic() + CACHE_RETRY_SECONDS
+            logger.warning(
+                "rate limiting is off for %g s: the cache is unavailable (%s: %s)",
+                CACHE_RETRY_SECONDS,
+                type(exc).__name__,
+                exc,
+            )
             return True
         return max(counts) <= self.num_requests
 

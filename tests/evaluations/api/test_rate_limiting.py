@@ -4,7 +4,9 @@ shares the counts."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -159,17 +161,63 @@ def test_the_counts_live_in_redis_where_every_process_sees_them(settings, clock,
     assert api(token.key).get(RUNS).status_code == 429
 
 
-def test_a_cache_that_is_down_does_not_take_the_api_down(settings, token) -> None:
-    settings.CRUCIBLE_API_RATE = "1/min"
+@pytest.fixture
+def cache_down(settings, monkeypatch) -> dict[str, float]:
+    """The cache on a closed port (nothing listens there), no outage noted yet, and the
+    throttles' monotonic clock, which a test may move on."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "LOCATION": "redis://127.0.0.1:1/0",
             "OPTIONS": {"socket_connect_timeout": 0.5},
         }
     }
+    monkeypatch.setattr(throttling, "_cache_down_until", {})
+    now = {"t": 1000.0}
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(monotonic=lambda: now["t"]))
+    return now
 
-    assert [api(token.key).get(RUNS).status_code for _ in range(3)] == [200, 200, 200]
+
+def outage_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == throttling.__name__ and r.levelno == logging.WARNING]
+
+
+def test_a_cache_that_is_down_does_not_take_the_api_down(settings, token, cache_down, counts) -> None:
+    settings.CRUCIBLE_API_RATE = "1/min"
+    settings.CRUCIBLE_API_WRITE_RATE = "1/min"
+    client = api(token.key)
+
+    assert [client.get(RUNS).status_code for _ in range(3)] == [200, 200, 200]
+    assert [client.post(SUBMIT, {"code": "print(1)"}, format="json").status_code for _ in range(2)] == [201, 201]
+    assert counts() == (2, 2)
+
+
+def test_a_cache_outage_is_logged_once_and_not_tried_again_for_a_few_seconds(
+    settings, token, cache_down, caplog
+) -> None:
+    settings.CRUCIBLE_API_RATE = "1/min"
+    client = api(token.key)
+
+    with caplog.at_level(logging.INFO):
+        statuses = [client.get(RUNS).status_code for _ in range(5)]
+        cache_down["t"] += throttling.CACHE_RETRY_SECONDS - 0.1
+        statuses.append(client.get(RUNS).status_code)
+
+    assert statuses == [200] * 6
+    [warning] = outage_warnings(caplog)
+    assert warning.startswith("rate limiting is off for 5 s: the cache is unavailable (ConnectionError:")
+
+
+def test_the_cache_is_tried_again_after_a_few_seconds(settings, token, cache_down, caplog) -> None:
+    settings.CRUCIBLE_API_RATE = "1/min"
+    client = api(token.key)
+
+    with caplog.at_level(logging.INFO):
+        assert client.get(RUNS).status_code == 200
+        cache_down["t"] += throttling.CACHE_RETRY_SECONDS
+        assert client.get(RUNS).status_code == 200
+
+    assert len(outage_warnings(caplog)) == 2  # one per attempt: the second request did try the cache
 
 
 def test_the_limits_are_off_when_the_setting_says_so(settings, clock, token) -> None:
