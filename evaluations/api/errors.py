@@ -15,12 +15,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from evaluations import unavailable
 from evaluations.accounts.quotas import QuotaExceeded
 
 
 def exception_handler(exc, context):
     if isinstance(exc, QuotaExceeded):
         return quota_exceeded_response(exc)
+    service = unavailable.unavailable_service(exc)
+    if service is not None:
+        return service_unavailable_response(context["request"], exc, service)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
     elif isinstance(exc, RequestDataTooBig):
@@ -51,6 +55,18 @@ def quota_exceeded_response(exc: QuotaExceeded) -> Response:
     retry_after = exc.retry_after_seconds()
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
+    return response
+
+
+def service_unavailable_response(request, exc: Exception, service: str) -> Response:
+    """The middleware's 503 (evaluations/unavailable.py), for DRF views, whose exceptions it never sees."""
+    set_rollback()
+    response = Response(
+        unavailable.unavailable_body(service),
+        status=503,
+        headers={"Retry-After": str(unavailable.RETRY_AFTER_SECONDS)},
+    )
+    unavailable.unavailable_log(request, exc, service, response)
     return response
 
 
