@@ -11,6 +11,10 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crucible_site.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -217,6 +221,8 @@ CELERY_TASK_ROUTES = {"evaluations.*": {"queue": "runs"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A run goes on while the broker is away (its lease and result go to the database, not the broker).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The worker's start-up checks, recovery, heartbeat and shutdown (signal handlers).
 CELERY_IMPORTS = ["evaluations.runs.worker"]
 
@@ -225,7 +231,16 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # socket_timeout keeps idle websockets alive with redis-py 8; capacity avoids silent drops.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
+            # After a Redis restart pooled connections are dead: check them before use and retry.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 10,
+                    "health_check_interval": 5,
+                    "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
+                    "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                }
+            ],
             "capacity": 5000,
             "expiry": 30,
         },

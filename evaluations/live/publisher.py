@@ -68,8 +68,8 @@ def send(messages: list[tuple[str, dict[str, Any]]]) -> None:
 
     try:
         asyncio.run_coroutine_threadsafe(_send(), _Loop.get()).result(timeout=SEND_TIMEOUT)
-    except Exception:
-        logger.warning("could not publish %d live message(s)", len(messages), exc_info=True)
+    except Exception as exc:  # e.g. Redis restarting: pages catch up from the log store on reconnect
+        logger.warning("could not publish %d live message(s): %s: %s", len(messages), type(exc).__name__, exc)
 
 
 def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any], list_groups: Sequence[str] = ()) -> None:
