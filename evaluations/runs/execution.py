@@ -223,6 +223,12 @@ def _execute(run_id: int, watch: _Watch) -> dict:
         return lifecycle.error_fields(reason=RunReason.REJECTED, detail=str(exc))
     except ValidationError as exc:  # stored input that no longer passes its checks
         return lifecycle.error_fields(reason=RunReason.REJECTED, detail="; ".join(exc.messages))
+    except DatabaseError as exc:  # reading the run, its submission or a storage write failed
+        logger.error("run %s: the database failed while running it: %s", run_id, exc)
+        return lifecycle.error_fields(
+            reason=RunReason.STORAGE_ERROR,
+            detail="our database failed while this run was being prepared or run; this is our fault: run it again",
+        )
     except Exception:
         logger.exception("run %s: sandbox failed", run_id)
         return lifecycle.error_fields(
