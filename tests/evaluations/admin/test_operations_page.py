@@ -179,3 +179,37 @@ def test_the_worker_ready_signal_starts_it_with_the_workers_name_and_concurrency
     from celery.signals import worker_ready
 
     assert any(receiver() is worker.start_heartbeat for _, receiver in worker_ready.receivers)
+
+
+def test_a_worker_that_refused_to_start_shows_why(admin_client) -> None:
+    lifecycle.worker_heartbeat(
+        hostname="celery@broken", started=timezone.now(), concurrency=0, problem="refused to start: runsc not found"
+    )
+
+    assert "no: refused to start: runsc not found" in text_of(admin_client.get("/ops/"), "ops-workers")
+
+
+def test_without_a_reconciler_the_page_says_to_start_one(admin_client) -> None:
+    text = re.sub(r"<[^>]+>", "", admin_client.get("/ops/").content.decode())
+
+    assert "No reconciler has run" in text and "manage.py reconcile" in text
+
+
+def test_it_shows_the_reconcilers_last_pass_and_its_decisions(admin_client, make_user, make_run) -> None:
+    from evaluations.runs import reconciler
+
+    lifecycle.worker_heartbeat(
+        hostname="reconciler@h", started=timezone.now(), concurrency=0, kind=WorkerHeartbeat.Kind.RECONCILER
+    )
+    ago = timezone.now() - timedelta(seconds=60)
+    lost = make_run(make_user(), status="running", started_at=ago, worker="celery@gone pid 9", lease_expires_at=ago)
+    reconciler.reconcile()
+
+    page = admin_client.get("/ops/")
+    body = page.content.decode()
+
+    assert "reconciler@h" in body and "last pass" in body
+    decisions = text_of(page, "ops-decisions")
+    assert f"run:{lost.pk}" in decisions and "ended a run whose worker was lost" in decisions
+    assert "celery@gone pid 9" in decisions
+    assert "No worker has sent a heartbeat yet" in body  # the reconciler is not listed as a worker
