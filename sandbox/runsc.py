@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ from sandbox.verdict import decide, exec_result, with_teardown
 # While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
 # exact to this (not to POLL_SECONDS) and the first process count comes early.
 BOOT_POLL_SECONDS = 0.005
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "runsc (gVisor) is not installed. On Debian 12: add the bookworm-backports suite and "
@@ -227,9 +230,11 @@ class _Run:
     def wait(self) -> ExecResult:
         proc = self.launcher.proc
         started = time.monotonic()
-        with contextlib.suppress(OSError):
-            # If the launcher died, it has exited (125) and the run ends as "did not start".
+        try:
             self.launcher.go()
+            logger.info("sandbox %s started", self.run_id)
+        except OSError:
+            pass  # the launcher died: it has exited (125) and the run ends as "did not start"
         assert proc.stdout is not None and proc.stderr is not None
         limits = self.request.limits
         pump = OutputPump(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import resource
@@ -35,6 +36,8 @@ from sandbox.guest_env import GUEST_DIR, guest_environment
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import METRICS_EVERY, OutputPump
 from sandbox.verdict import decide, exec_result, last_stderr_line, with_teardown
+
+logger = logging.getLogger(__name__)
 
 NOT_A_SANDBOX = (
     "the subprocess engine is not a sandbox: it runs submitted code directly on this host with only "
@@ -314,6 +317,7 @@ class _Run:
             except OSError as exc:
                 raise SandboxError(f"cannot start {python}: {exc}") from exc
         self.group = _Group(proc.pid, self.uid)
+        logger.info("sandbox %s started", self.workdir.name)
         self.sampler = _Sampler(self.group, ProcessSamples(limits.processes))
         self.sampler.start()
         assert proc.stdout is not None and proc.stderr is not None

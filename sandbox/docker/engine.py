@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -42,6 +43,8 @@ from sandbox.images import DEFAULT_IMAGE, Image, image_named
 from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
 from sandbox.pump import OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
+
+logger = logging.getLogger(__name__)
 
 # Names this engine's work dirs, containers and cgroups; no engine's prefix starts another's.
 RUN_PREFIX = "crucible-docker-"
@@ -347,6 +350,7 @@ class _Run:
                 self.api.start(self.id)
             except docker.errors.APIError as exc:
                 return self._did_not_start(exc, started)
+            logger.info("sandbox %s started", self.cgroup.name)  # the run id, the container's name
             booted_at = time.monotonic()
             self.guest = self._guest_processes()
             if self.guest is not None:

@@ -8,6 +8,7 @@ state dirs, docker's image import) is tested in the engine's own test module.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import threading
@@ -101,6 +102,18 @@ def test_it_runs_hello_world(run: Run, engine: ExecutionEngine) -> None:
     assert result.timings.run_seconds > 0
     assert result.timings.teardown_seconds >= 0
     assert result.detail == ""
+
+
+def test_each_sandbox_started_is_logged_once_with_its_id(run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    # A worker's log counts its sandboxes by these lines; warm launchers made meanwhile are no sandboxes.
+    with caplog.at_level(logging.INFO, logger="sandbox"):
+        for _ in range(2):
+            assert run("pass").status is Status.SUCCEEDED
+    started = [r for r in caplog.records if r.name.startswith("sandbox") and r.getMessage().endswith(" started")]
+    assert [r.levelno for r in started] == [logging.INFO] * 2
+    ids = [r.getMessage().split()[1] for r in started]
+    assert len(set(ids)) == 2 and all(i.startswith("crucible-") for i in ids), ids
+    assert all(r.getMessage() == f"sandbox {i} started" for r, i in zip(started, ids, strict=True))
 
 
 def test_the_result_carries_the_images_digest(run: Run, image: Image) -> None:
