@@ -22,6 +22,8 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 # runsc. Processes are limited by RLIMIT_NPROC inside the sandbox; this is only a backstop.
 PIDS_BACKSTOP = 8192
 CFS_PERIOD_US = 100_000
+# An empty run cgroup this young may be another state dir's run whose process has yet to join it.
+ORPHAN_MIN_AGE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ class RunCgroup:
             except OSError:
                 pass
         return sorted(seen)
+
+    def age(self) -> float:
+        """Seconds since the cgroup was made (its directories' newest mtime); 0.0 if it is gone."""
+        times = []
+        for d in self.dirs.values():
+            with contextlib.suppress(OSError):
+                times.append(d.stat().st_mtime)
+        return time.time() - max(times) if times else 0.0
 
     def kill_all(self) -> None:
         for pid in self.pids_inside():

@@ -135,7 +135,8 @@ class ExecutionEngine(ABC):
     def sweep(self) -> None:
         """Remove the sandboxes, work dirs and cgroups that dead workers' runs of this engine left.
 
-        A run whose worker is alive is spared, so this is safe while other workers run.
+        A run whose worker is alive is spared, so this is safe while other workers run, and cheap
+        enough to call every half minute or so.
 
         Raises:
             EngineUnavailable: the engine cannot reach what it would clean up (e.g. dockerd).

@@ -197,9 +197,9 @@ class RunscEngine(ExecutionEngine):
         for name in cgroups.leftover_names(parent):
             if name.startswith(RUN_PREFIX) and name not in live and not (state_dir / name).exists():
                 # No work dir here: it may be a live run of an engine with another state dir, so
-                # only an empty cgroup is removed, and nothing in it is killed.
+                # only an empty cgroup old enough to have been joined is removed, and nothing is killed.
                 cg = cgroups.RunCgroup(parent, name)
-                if not cg.pids_inside():
+                if not cg.pids_inside() and cg.age() >= cgroups.ORPHAN_MIN_AGE_SECONDS:
                     cg.remove(timeout=0)
 
 

@@ -1,14 +1,23 @@
 """Runs' work dirs under an engine's state dir: each made with its lock held for the life of its run,
-given the request's code, and swept by a later worker once that lock is free (its worker died)."""
+given the request's code, and swept by any worker once that lock is free (its worker died)."""
 
 from __future__ import annotations
 
 import fcntl
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from sandbox.contract import ExecRequest
+
+# A work dir is made under this name, locked, then renamed: a sweep never sees one unlocked.
+CREATING_PREFIX = ".creating-"
+# Only a creator that died between mkdir and rename leaves one; this old, it is no creation in progress.
+STALE_CREATING_SECONDS = 60.0
 
 
 def create(state_dir: Path, name: str) -> tuple[Path, TextIO]:
@@ -19,12 +28,19 @@ def create(state_dir: Path, name: str) -> tuple[Path, TextIO]:
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     workdir = state_dir / name
-    workdir.mkdir(mode=0o700)
-    lock = open(workdir / "lock", "w")  # held for the life of the run
+    if workdir.exists():
+        raise FileExistsError(f"work dir {workdir} exists already")
+    creating = Path(tempfile.mkdtemp(prefix=CREATING_PREFIX, dir=state_dir))  # mode 0o700
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock = open(creating / "lock", "w")  # held for the life of the run
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            creating.rename(workdir)
+        except BaseException:
+            lock.close()
+            raise
     except BaseException:
-        lock.close()
+        shutil.rmtree(creating, ignore_errors=True)
         raise
     return workdir, lock
 
@@ -51,18 +67,48 @@ def sweep(state_dir: Path, prefix: str, remove: Callable[[Path], None]) -> set[s
     if not state_dir.is_dir():
         return spared
     for workdir in state_dir.iterdir():
+        if workdir.name.startswith(CREATING_PREFIX):
+            _sweep_stale_creation(workdir)
+            continue
         if not workdir.name.startswith(prefix):
             continue
         try:
-            lock = open(workdir / "lock", "a")
+            # Never created here: a lock file a sweep made could outlive an owner's rmtree.
+            fd = os.open(workdir / "lock", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            # Made locked, so its lock went in a teardown that is done with all but the files.
+            if workdir.is_dir():
+                remove(workdir)
+            continue
         except OSError:
             spared.add(workdir.name)  # gone meanwhile, or not ours to judge: a later sweep sees it
             continue
-        with lock:
+        try:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 spared.add(workdir.name)
                 continue
             remove(workdir)
+        finally:
+            os.close(fd)
     return spared
+
+
+def _sweep_stale_creation(path: Path) -> None:
+    try:
+        if time.time() - path.stat().st_mtime < STALE_CREATING_SECONDS:
+            return
+        fd = os.open(path / "lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        shutil.rmtree(path, ignore_errors=True)  # its creator died before making the lock
+        return
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(path, ignore_errors=True)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)

@@ -290,8 +290,9 @@ class DockerEngine(ExecutionEngine):
         for name in cgroups.leftover_names(self.cgroup_parent):
             if name.startswith(RUN_PREFIX) and not (state_dir / name).exists():
                 # No work dir here: it may be a live run of an engine with another state dir, so
-                # only an empty cgroup is removed, and nothing in it is killed.
-                cgroups.remove_cgroup_dirs(f"{self.cgroup_parent}/{name}")  # leaves it if anything is inside
+                # only an empty cgroup old enough to have been joined is removed, and nothing is killed.
+                if cgroups.RunCgroup(self.cgroup_parent, name).age() >= cgroups.ORPHAN_MIN_AGE_SECONDS:
+                    cgroups.remove_cgroup_dirs(f"{self.cgroup_parent}/{name}")  # leaves it if anything is inside
 
 
 def _is_docker_error(exc: BaseException) -> bool:

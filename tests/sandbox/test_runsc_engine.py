@@ -6,6 +6,7 @@ What every engine must do is in test_conformance.py, which runs against runsc to
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import threading
 import time
@@ -93,11 +94,19 @@ def test_sweep_removes_a_dead_workers_leftovers(engine: ExecutionEngine) -> None
         cgroup.remove()
 
 
-def test_sweep_removes_a_cgroup_without_a_work_dir(engine: ExecutionEngine) -> None:
+def test_sweep_removes_an_empty_cgroup_without_a_work_dir_once_it_is_old_enough_to_have_been_joined(
+    engine: ExecutionEngine,
+) -> None:
     name = f"{runsc_module.RUN_PREFIX}deadbeef00000001"
     cgroup = cgroups.RunCgroup(engine.config.cgroup_parent, name)
     cgroup.create(memory_bytes=64 * MiB, cpu_cores=1)
     try:
+        # Just made, it may be another state dir's launcher that has yet to join it.
+        engine.sweep()
+        assert all(d.is_dir() for d in cgroup.dirs.values())
+        made = time.time() - cgroups.ORPHAN_MIN_AGE_SECONDS - 1
+        for d in cgroup.dirs.values():
+            os.utime(d, (made, made))
         engine.sweep()
         assert all(not d.exists() for d in cgroup.dirs.values())
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,49 @@ def test_the_sweep_removes_unlocked_work_dirs_of_its_prefix_only(tmp_path: Path)
 
 def test_the_sweep_of_a_missing_state_dir_does_nothing(tmp_path: Path) -> None:
     assert workdirs.sweep(tmp_path / "nowhere", "mine-", lambda workdir: None) == set()
+
+
+def test_a_work_dir_gets_its_name_only_once_it_is_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sweep takes an unlocked work dir for a dead run's: one being made must never look like that.
+    names_at_lock: list[list[str]] = []
+    real_flock = fcntl.flock
+
+    def flock(f: object, op: int) -> None:
+        names_at_lock.append(sorted(p.name for p in tmp_path.iterdir()))
+        real_flock(f, op)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(workdirs.fcntl, "flock", flock)
+    workdir, lock = workdirs.create(tmp_path, "mine-new")
+    lock.close()
+    assert len(names_at_lock) == 1 and "mine-new" not in names_at_lock[0], names_at_lock
+    assert [p.name for p in tmp_path.iterdir()] == ["mine-new"]
+    assert (workdir / "lock").is_file()
+
+
+def test_the_sweep_removes_a_work_dir_without_a_lock_file_and_makes_none(tmp_path: Path) -> None:
+    # Only a teardown (its owner's, or one cut short by its death) leaves a work dir without its lock.
+    (tmp_path / "mine-torn").mkdir()
+    removed: list[str] = []
+    workdirs.sweep(tmp_path, "mine-", lambda workdir: removed.append(workdir.name))
+    assert removed == ["mine-torn"]
+    assert list((tmp_path / "mine-torn").iterdir()) == []
+
+
+def test_the_sweep_removes_a_half_made_work_dir_only_once_it_is_stale_and_unlocked(tmp_path: Path) -> None:
+    def half_made(name: str, age: float) -> Path:
+        path = tmp_path / f"{workdirs.CREATING_PREFIX}{name}"
+        path.mkdir()
+        (path / "lock").write_text("")
+        made = time.time() - age
+        os.utime(path, (made, made))
+        return path
+
+    stale = half_made("stale", workdirs.STALE_CREATING_SECONDS + 1)
+    fresh = half_made("fresh", 0)
+    held = half_made("held", workdirs.STALE_CREATING_SECONDS + 1)
+    with open(held / "lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.utime(held, (time.time() - workdirs.STALE_CREATING_SECONDS - 1,) * 2)
+        assert workdirs.sweep(tmp_path, "mine-", lambda workdir: None) == set()
+    assert not stale.exists()
+    assert fresh.is_dir() and held.is_dir()
