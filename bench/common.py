@@ -88,6 +88,15 @@ def paired_difference(a: list[float], b: list[float], resamples: int = 2000, see
     }
 
 
+def target_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """Rows of (label, measured, target, verdict) as a table: label left, measured right-aligned."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
+    lines = [f"{'':{widths[0]}}  {'measured':>{widths[1]}}  target"]
+    for label, measured, target, verdict in rows:
+        lines.append(f"{label:{widths[0]}}  {measured:>{widths[1]}}  {target:{widths[2]}}  {verdict}".rstrip())
+    return "\n".join(lines)
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
