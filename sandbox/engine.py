@@ -43,6 +43,9 @@ class EngineConfig:
     # The runsc engine keeps launchers already inside the next runs' cgroups (sandbox/launcher.py):
     # one idle `sh` and an empty cgroup per run it has had at once. Off, each run starts its own.
     warm_launchers: bool = True
+    # A run still there this long after its wall-time limit is torn down by the engine's janitor
+    # process, even while the worker that started it hangs (sandbox/janitor.py).
+    backstop_grace_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         # Paths end up in OCI bundles and docker mounts, which resolve nothing relative: a relative

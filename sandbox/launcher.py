@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import cgroups, workdirs
+from sandbox.janitor import Janitor
 
 # Names this engine's work dirs and cgroups; no engine's prefix starts another's, so no sweep takes another's.
 RUN_PREFIX = "crucible-runsc-"
@@ -37,14 +38,26 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 class Launcher:
     """One `sh` in the cgroup of the run it will start, with that run's work dir (docs/sandbox.md).
 
-    The work dir exists (and its lock is held) from the start, so a start-up sweep by another
-    worker takes the launcher's cgroup for a live run's even before the `sh` has joined it.
+    The work dir exists (and its lock is held) from the start, so a sweep by another worker takes
+    the launcher's cgroup for a live run's even before the `sh` has joined it. With a `janitor`, the
+    launcher is registered with it before anything of it exists, and unregistered by `discard()`.
     """
 
-    def __init__(self, state_dir: Path, cgroup_parent: str, runsc_flags: Sequence[str]) -> None:
+    def __init__(
+        self, state_dir: Path, cgroup_parent: str, runsc_flags: Sequence[str], janitor: Janitor | None = None
+    ) -> None:
         self.run_id = RUN_PREFIX + secrets.token_hex(8)
-        self.workdir, self.lock = workdirs.create(state_dir, self.run_id)
         self.cgroup = cgroups.RunCgroup(cgroup_parent, self.run_id)
+        self.janitor = janitor
+        if janitor is not None:
+            workdir = str(state_dir / self.run_id)
+            spec = {"kind": "runsc", "workdir": workdir, "cgroup_parent": cgroup_parent, "runsc": list(runsc_flags)}
+            janitor.add(self.run_id, spec)
+        try:
+            self.workdir, self.lock = workdirs.create(state_dir, self.run_id)
+        except BaseException:
+            self._unregister()
+            raise
         self._owner = os.getpid()
         try:
             self.cgroup.create()
@@ -60,6 +73,7 @@ class Launcher:
         except BaseException:
             self.cgroup.remove(timeout=0)
             self._remove_workdir()
+            self._unregister()
             raise
 
     def usable(self) -> bool:
@@ -94,10 +108,15 @@ class Launcher:
                 self.proc.wait(timeout=2)
         self.cgroup.remove()
         self._remove_workdir()
+        self._unregister()
 
     def _remove_workdir(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.lock.close()
+
+    def _unregister(self) -> None:
+        if self.janitor is not None:
+            self.janitor.remove(self.run_id)
 
 
 class LauncherPool:

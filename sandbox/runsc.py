@@ -30,6 +30,7 @@ from sandbox.errors import EngineUnavailable
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, python_command
 from sandbox.images import DEFAULT_IMAGE, Image, image_named
+from sandbox.janitor import Janitor, Spec
 from sandbox.launcher import RUN_PREFIX, Launcher, LauncherPool
 from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import POLL_SECONDS, OutputPump
@@ -56,6 +57,8 @@ class RunscEngine(ExecutionEngine):
         self._runsc = shutil.which(config.runsc_path)
         self._version: str | None = None
         self._platform: str | None = None
+        # Tears down this process's sandboxes should it die or hang (sandbox/janitor.py).
+        self._janitor = Janitor()
         # `runsc run` is started by a launcher already inside the run's cgroup (sandbox/launcher.py).
         self._launchers = LauncherPool(self._new_launcher, warm=config.warm_launchers)
 
@@ -127,11 +130,13 @@ class RunscEngine(ExecutionEngine):
             raise
         finally:
             launcher.lock.close()
+            self._janitor.remove(launcher.run_id)
             self._launchers.done()
 
     def close(self) -> None:
-        """End the warm launchers (their cgroups and work dirs go with them)."""
+        """End the warm launchers (their cgroups and work dirs go with them), and an idle janitor."""
         self._launchers.close()
+        self._janitor.close()
 
     def warm_run_ids(self) -> list[str]:
         """Run ids whose work dir and cgroup belong to a warm launcher, not to a run (yet)."""
@@ -139,7 +144,7 @@ class RunscEngine(ExecutionEngine):
 
     def _new_launcher(self) -> Launcher:
         self.check_binary()
-        return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags())
+        return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags(), self._janitor)
 
     def _prepare_bundle(self, workdir: Path, request: ExecRequest, image: Image) -> None:
         code = workdirs.write_code(workdir, request)
@@ -171,19 +176,7 @@ class RunscEngine(ExecutionEngine):
         )
 
     def _teardown(self, run_id: str, workdir: Path, cgroup: cgroups.RunCgroup) -> None:
-        # A foreground `runsc run` that ended by itself leaves its state dir empty, and a delete
-        # would cost time for nothing; a killed or crashed one leaves state that must go.
-        state = workdir / "state"
-        if state.is_dir() and any(state.iterdir()):
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                subprocess.run(
-                    self.runsc_command(workdir, run_id, "delete", "--force", run_id),
-                    capture_output=True,
-                    timeout=10,
-                )
-        cgroup.kill_all()
-        cgroup.remove()
-        shutil.rmtree(workdir, ignore_errors=True)
+        teardown(self.runsc_flags(), run_id, workdir, cgroup)
 
     def sweep(self) -> None:
         """Delete sandboxes, work dirs and cgroups of runs whose worker died (their lock is free)."""
@@ -201,6 +194,34 @@ class RunscEngine(ExecutionEngine):
                 cg = cgroups.RunCgroup(parent, name)
                 if not cg.pids_inside() and cg.age() >= cgroups.ORPHAN_MIN_AGE_SECONDS:
                     cg.remove(timeout=0)
+
+
+def teardown(runsc_flags: list[str], run_id: str, workdir: Path, cgroup: cgroups.RunCgroup) -> None:
+    """Delete the run's sandbox, kill what is left in its cgroup, remove the cgroup and the work dir."""
+    # A foreground `runsc run` that ended by itself leaves its state dir empty, and a delete
+    # would cost time for nothing; a killed or crashed one leaves state that must go.
+    state = workdir / "state"
+    if state.is_dir() and any(state.iterdir()):
+        runsc, *flags = runsc_flags
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                [runsc, "--root", str(state), *flags, "delete", "--force", run_id],
+                capture_output=True,
+                timeout=10,
+            )
+    cgroup.kill_all()
+    cgroup.remove()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def clean_up(run_id: str, spec: Spec) -> None:
+    """The janitor's teardown of a run whose owner died or overran (sandbox/janitor.py)."""
+    # Every process of the sandbox is in its cgroup, so killing them all leaves runsc's state dir
+    # as mere files: `runsc delete` would only spend its timeouts finding the sandbox gone.
+    cgroup = cgroups.RunCgroup(spec["cgroup_parent"], run_id)
+    cgroup.kill_all()
+    cgroup.remove(timeout=5)  # kills again what was still forking
+    shutil.rmtree(spec["workdir"], ignore_errors=True)
 
 
 class _Run:
@@ -229,6 +250,9 @@ class _Run:
 
     def wait(self) -> ExecResult:
         proc = self.launcher.proc
+        limits = self.request.limits
+        # From now on the janitor tears the sandbox down by itself should this process hang.
+        self.engine._janitor.deadline(self.run_id, limits.wall_seconds + self.engine.config.backstop_grace_seconds)
         started = time.monotonic()
         try:
             self.launcher.go()
@@ -236,7 +260,6 @@ class _Run:
         except OSError:
             pass  # the launcher died: it has exited (125) and the run ends as "did not start"
         assert proc.stdout is not None and proc.stderr is not None
-        limits = self.request.limits
         pump = OutputPump(
             stdout=proc.stdout.fileno(),
             stderr=proc.stderr.fileno(),

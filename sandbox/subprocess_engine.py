@@ -33,6 +33,7 @@ from sandbox.contract import (
 from sandbox.engine import EngineConfig, ExecutionEngine, MetricSample, MetricsCallback
 from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, guest_environment
+from sandbox.janitor import Janitor, Spec
 from sandbox.process_count import ProcessSamples
 from sandbox.pump import METRICS_EVERY, OutputPump
 from sandbox.verdict import decide, exec_result, last_stderr_line, with_teardown
@@ -80,6 +81,8 @@ class SubprocessEngine(ExecutionEngine):
         super().__init__(config)
         self._python = shutil.which("python3", path=HOST_PATH)
         self._version: str | None = None
+        # Kills this process's runs should it die or hang (sandbox/janitor.py).
+        self._janitor = Janitor()
 
     def check(self) -> None:
         if not self.config.allow_subprocess:
@@ -111,18 +114,22 @@ class SubprocessEngine(ExecutionEngine):
             _make_traversable(state_dir)
         # The sweep spares the run's processes and work dir while this lock is held.
         name = f"{RUN_PREFIX}{'user' if uid is None else uid}-{secrets.token_hex(6)}"
-        workdir, lock = workdirs.create(state_dir, name)
+        self._janitor.add(name, {"kind": "subprocess", "workdir": str(state_dir / name), "uid": uid, "pgid": None})
         run: _Run | None = None
         try:
-            _prepare(workdir, request, uid)
-            run = _Run(self, workdir, request, uid, on_output, on_metrics, cancel)
-            result = run.wait()
+            workdir, lock = workdirs.create(state_dir, name)
+            try:
+                _prepare(workdir, request, uid)
+                run = _Run(self, workdir, request, uid, on_output, on_metrics, cancel)
+                result = run.wait()
+            finally:
+                teardown_start = time.monotonic()
+                # Whatever the program left running (daemons, a fork bomb) dies with the run.
+                (run.group if run is not None else _Group(None, uid)).kill()
+                shutil.rmtree(workdir, ignore_errors=True)
+                lock.close()
         finally:
-            teardown_start = time.monotonic()
-            # Whatever the program left running (daemons, a fork bomb) dies with the run.
-            (run.group if run is not None else _Group(None, uid)).kill()
-            shutil.rmtree(workdir, ignore_errors=True)
-            lock.close()
+            self._janitor.remove(name)
         return with_teardown(result, time.monotonic() - teardown_start)
 
     def sweep(self) -> None:
@@ -135,6 +142,16 @@ class SubprocessEngine(ExecutionEngine):
             shutil.rmtree(workdir, ignore_errors=True)
 
         workdirs.sweep(self.config.state_dir, RUN_PREFIX, remove)
+
+    def close(self) -> None:
+        self._janitor.close()
+
+
+def clean_up(run_id: str, spec: Spec) -> None:
+    """The janitor's teardown of a run whose owner died or overran (sandbox/janitor.py)."""
+    if spec["pgid"] is not None or spec["uid"] is not None:
+        _Group(spec["pgid"], spec["uid"]).kill()
+    shutil.rmtree(spec["workdir"], ignore_errors=True)
 
 
 def _make_traversable(path: Path) -> None:
@@ -317,7 +334,11 @@ class _Run:
             except OSError as exc:
                 raise SandboxError(f"cannot start {python}: {exc}") from exc
         self.group = _Group(proc.pid, self.uid)
-        logger.info("sandbox %s started", self.workdir.name)
+        janitor, name = self.engine._janitor, self.workdir.name
+        spec = {"kind": "subprocess", "workdir": str(self.workdir), "uid": self.uid, "pgid": proc.pid}
+        janitor.add(name, spec)
+        janitor.deadline(name, limits.wall_seconds + self.engine.config.backstop_grace_seconds)
+        logger.info("sandbox %s started", name)
         self.sampler = _Sampler(self.group, ProcessSamples(limits.processes))
         self.sampler.start()
         assert proc.stdout is not None and proc.stderr is not None

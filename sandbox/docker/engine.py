@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.guest_env import GUEST_DIR, GUEST_MOUNT, guest_environment
 from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, python_command
 from sandbox.images import DEFAULT_IMAGE, Image, image_named
+from sandbox.janitor import Janitor, Spec
 from sandbox.process_count import GuestProcesses, ProcessSamples, control_socket
 from sandbox.pump import OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
@@ -81,6 +84,8 @@ class DockerEngine(ExecutionEngine):
         self._runtime_path: str | None = None
         self._imported: set[str] = set()
         self._lock = threading.Lock()
+        # Removes this process's containers should it die or hang (sandbox/janitor.py).
+        self._janitor = Janitor()
 
     # -- environment -----------------------------------------------------------------------------
 
@@ -187,8 +192,19 @@ class DockerEngine(ExecutionEngine):
         image = image_named(self.config.images_dir, request.image)
         tag = self._image_tag(image)
         run_id = RUN_PREFIX + secrets.token_hex(8)
-        # The sweep spares a run's container and work dir while this lock is held.
-        workdir, lock = workdirs.create(self.config.state_dir, run_id)
+        spec = {
+            "kind": "docker",
+            "workdir": str(self.config.state_dir / run_id),
+            "cgroup_parent": self.cgroup_parent,
+            "docker_url": self.config.docker_url,
+        }
+        self._janitor.add(run_id, spec)
+        try:
+            # The sweep spares a run's container and work dir while this lock is held.
+            workdir, lock = workdirs.create(self.config.state_dir, run_id)
+        except BaseException:
+            self._janitor.remove(run_id)
+            raise
         container_id: str | None = None
         cgroup = cgroups.RunCgroup(self.cgroup_parent, run_id)
         try:
@@ -214,6 +230,10 @@ class DockerEngine(ExecutionEngine):
             raise
         finally:
             lock.close()
+            self._janitor.remove(run_id)
+
+    def close(self) -> None:
+        self._janitor.close()
 
     def _container_config(self, request: ExecRequest) -> dict[str, Any]:
         return {
@@ -295,6 +315,47 @@ class DockerEngine(ExecutionEngine):
                     cgroups.remove_cgroup_dirs(f"{self.cgroup_parent}/{name}")  # leaves it if anything is inside
 
 
+def clean_up(run_id: str, spec: Spec) -> None:
+    """The janitor's teardown of a run whose owner died or overran (sandbox/janitor.py)."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        _remove_container(spec["docker_url"], run_id)
+    cgroups.remove_cgroup_dirs(f"{spec['cgroup_parent']}/{run_id}", kill=True, timeout=2.0)
+    shutil.rmtree(spec["workdir"], ignore_errors=True)
+
+
+def _remove_container(url: str, name: str) -> None:
+    """`docker rm --force --volumes` through dockerd's API itself: the janitor does not load the docker SDK."""
+    parsed = urllib.parse.urlsplit(url)
+    conn: http.client.HTTPConnection
+    if parsed.scheme in ("unix", "http+unix"):
+        conn = _UnixHTTPConnection(parsed.path)
+    elif parsed.scheme in ("tcp", "http") and parsed.hostname:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 2375, timeout=30)
+    else:
+        return  # TLS: the container is left to the next sweep, which has the SDK
+    try:
+        conn.request("DELETE", f"/containers/{urllib.parse.quote(name)}?force=1&v=1")
+        conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def _is_docker_error(exc: BaseException) -> bool:
     """An error of dockerd or of the connection to it (the SDK raises requests' errors for those)."""
     import docker
@@ -347,11 +408,14 @@ class _Run:
         pump: OutputPump | None = None
         try:
             demux.start()
+            # From now on the janitor removes the container by itself should this process hang.
+            janitor, name = self.engine._janitor, self.cgroup.name  # the run id, the container's name
+            janitor.deadline(name, limits.wall_seconds + self.engine.config.backstop_grace_seconds)
             try:
                 self.api.start(self.id)
             except docker.errors.APIError as exc:
                 return self._did_not_start(exc, started)
-            logger.info("sandbox %s started", self.cgroup.name)  # the run id, the container's name
+            logger.info("sandbox %s started", name)
             booted_at = time.monotonic()
             self.guest = self._guest_processes()
             if self.guest is not None:
