@@ -8,8 +8,34 @@ mkdir -p "$CRUCIBLE_VAR_DIR"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Machine packages (scripts/system-deps.sh). --with-postgres, implied by --with-chromium (which only
+# the test suite asks for), adds Debian's PostgreSQL server: tests/faults start private clusters.
 ensure_system() {
-  "$ROOT/scripts/system-deps.sh" "$@"
+  local args=() want_postgres=0
+  for arg in "$@"; do
+    case "$arg" in
+      --with-postgres) want_postgres=1 ;;
+      --with-chromium) want_postgres=1; args+=("$arg") ;;
+      *) args+=("$arg") ;;
+    esac
+  done
+  "$ROOT/scripts/system-deps.sh" "${args[@]}"
+  if (( want_postgres )) && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "crucible: the PostgreSQL server is missing; run as root once (it installs postgresql with apt)." >&2
+      return 1
+    fi
+    say "installing the PostgreSQL server (the fault tests start clusters of their own)"
+    # Keep the package's own cluster from starting (as system-deps.sh does for dockerd).
+    local policy=/usr/sbin/policy-rc.d made_policy=0 status=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } \
+      || status=$?
+    if (( made_policy )); then rm -f "$policy"; fi
+    return "$status"
+  fi
 }
 
 ensure_venv() {

@@ -1,23 +1,27 @@
-"""Start the real Crucible processes — daphne (web) and a Celery worker — for tests and benchmarks.
+"""Start the real Crucible processes — daphne (web), Celery workers and, if asked, the reconciler
+(`manage.py reconcile`) — for tests and benchmarks.
 
     from tests.support.stack import Stack
 
     with Stack(env={"CRUCIBLE_DATABASE_URL": ..., "CRUCIBLE_REDIS_URL": ...}, log_dir=tmp) as stack:
         requests.get(stack.url("/api/v1/runs/"), ...)
 
-`Stack` is a context manager: entering starts both processes from the repository's .venv/bin and
-returns once the web server answers HTTP and the worker has logged "<name> ready." (Celery logs
+`Stack` is a context manager: entering starts the processes from the repository's .venv/bin and
+returns once the web server answers HTTP and each worker has logged "<name> ready." (Celery logs
 that after its worker_ready handlers ran, i.e. once it consumes from the queue); leaving stops
-both: SIGTERM to each process group, then SIGKILL to whatever is left after `stop_timeout`.
+them all: SIGTERM to each process group, then SIGKILL to whatever is left after `stop_timeout`.
 
 Each process runs in a session (process group) of its own, so the stop also reaches the Celery
-pool children. A pool child that gets SIGTERM mid-task ends its run at once: the engine tears the
-sandbox down and the run is marked error/sandbox_error, so a stop leaves no sandbox running.
-(A SIGKILL would leave it: runsc runs in a session of its own, outside the worker's group; the
-next worker's start-up sweep removes such leftovers.)
+pool children, as a process manager's would. (runsc runs in a session of its own, outside the
+worker's group: what becomes of a sandbox when its worker stops or dies is the worker's and the
+engine's business, which tests/faults checks.)
 
-Output (stdout and stderr) goes to `<log_dir>/web.log` and `<log_dir>/worker.log`; `StackError`
-(a process that did not start) carries the tail of the relevant log.
+Output (stdout and stderr) goes to `<log_dir>/web.log` and `<log_dir>/worker.log` (further workers:
+`worker-<n>.log`; the reconciler: `reconciler.log`); `StackError` (a process that did not start)
+carries the tail of the relevant log.
+
+Fault tests start more workers (`start_worker`), kill them (`kill`: a signal to the process group)
+and start them again under the same node name (`restart_worker`).
 
 Nothing here imports Django: the processes get their whole configuration from `env`, which is
 laid over this process's environment (a value of None removes a variable).
@@ -60,12 +64,30 @@ def log_tail(path: Path, max_bytes: int = 4000) -> str:
         return f"<no log: {exc}>"
 
 
-class _Process:
+def child_env(env: Mapping[str, str | None]) -> dict[str, str]:
+    """This process's environment with `env` laid over it (None removes a variable), for a child."""
+    merged = dict(os.environ)
+    for key, value in env.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    merged.setdefault("DJANGO_SETTINGS_MODULE", "crucible_site.settings")
+    merged["PYTHONUNBUFFERED"] = "1"
+    # A pytest parent's variables mean nothing to the children.
+    for key in [k for k in merged if k.startswith("PYTEST_")]:
+        del merged[key]
+    return merged
+
+
+class Process:
     """One child in its own process group, output appended to a log file."""
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
         self.name, self.argv, self.log_path = name, argv, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_offset = log_path.stat().st_size if log_path.exists() else 0  # where this start's output begins
+        self.node, self.concurrency = "", 0  # a Celery worker's node name (-n) and concurrency
         self._log = open(log_path, "ab", buffering=0)
         self._log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
         self.popen = subprocess.Popen(
@@ -102,8 +124,22 @@ class _Process:
     def terminate(self) -> None:
         self._signal_group(signal.SIGTERM)
 
+    def kill_group(self, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int | None:
+        """Send `sig` to the whole process group and wait for the group's leader to exit."""
+        self._signal_group(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=timeout)
+        return self.popen.returncode
+
+    def log_since_start(self) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode("utf-8", "replace")
+
     def wait_stopped(self, timeout: float) -> int | None:
         """Wait up to `timeout` for every group member to go, then SIGKILL the group; close the log."""
+        if self._log.closed:
+            return self.popen.returncode
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.popen.poll()  # reap the leader so it does not linger as a zombie group member
@@ -125,6 +161,9 @@ class _Process:
         return self.wait_stopped(timeout)
 
 
+_Process = Process  # its earlier name
+
+
 class Stack:
     """daphne + a Celery worker, started with `env`, as a context manager.
 
@@ -133,7 +172,9 @@ class Stack:
     log_dir: where web.log and worker.log go (created).
     port: the web port; a free one by default.
     concurrency, queues: passed to `celery worker`.
-    worker_name: Celery node name (-n); unique per stack by default.
+    worker_name: Celery node name (-n) of the first worker; unique per stack by default.
+    workers: how many workers start with the stack (0: none; `start_worker` adds them later).
+    reconciler: also start `manage.py reconcile` (its readiness is not awaited, only that it runs).
     ready_path: the URL path polled until the web server answers (any HTTP status below 500).
     start_timeout: seconds each process gets to become ready; stop_timeout: SIGTERM grace.
     """
@@ -148,6 +189,8 @@ class Stack:
         concurrency: int = 2,
         queues: str = "runs",
         worker_name: str | None = None,
+        workers: int = 1,
+        reconciler: bool = False,
         loglevel: str = "INFO",
         ready_path: str = "/login/",
         start_timeout: float = 60.0,
@@ -155,28 +198,25 @@ class Stack:
         venv_bin: Path = VENV_BIN,
         cwd: Path = REPO_ROOT,
     ) -> None:
-        merged = dict(os.environ)
-        for key, value in env.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = str(value)
-        merged.setdefault("DJANGO_SETTINGS_MODULE", "crucible_site.settings")
-        merged["PYTHONUNBUFFERED"] = "1"
-        # A pytest parent's variables mean nothing to the children.
-        for key in [k for k in merged if k.startswith("PYTEST_")]:
-            del merged[key]
-        self.env = merged
+        self.env = child_env(env)
         self.log_dir = Path(log_dir)
         self.host, self.port = host, port
         self.concurrency, self.queues = concurrency, queues
         self.worker_name = worker_name or f"crucible-stack-{os.getpid()}-{id(self):x}@%h"
+        self.initial_workers, self.with_reconciler = workers, reconciler
         self.loglevel = loglevel
         self.ready_path = ready_path
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
         self.venv_bin, self.cwd = Path(venv_bin), Path(cwd)
-        self.web: _Process | None = None
-        self.worker: _Process | None = None
+        self.web: Process | None = None
+        self.workers: list[Process] = []  # every worker started, the stopped and killed ones too
+        self.reconciler: Process | None = None
+        self._worker_serial = 0
+
+    @property
+    def worker(self) -> Process | None:
+        """The first worker (None when the stack has none, or is stopped)."""
+        return self.workers[0] if self.workers else None
 
     # -- addresses and logs ------------------------------------------------------------------------
 
@@ -197,12 +237,20 @@ class Stack:
     def worker_log(self) -> Path:
         return self.log_dir / "worker.log"
 
+    @property
+    def reconciler_log(self) -> Path:
+        return self.log_dir / "reconciler.log"
+
+    def worker_logs(self) -> list[Path]:
+        """Every worker's log file (a restarted worker appends to its own)."""
+        return sorted({p.log_path for p in self.workers} | {self.worker_log}, key=str)
+
     def logs(self, max_bytes: int = 4000) -> str:
-        """Tails of both logs, for assertion messages."""
-        return (
-            f"--- web log ({self.web_log}) ---\n{log_tail(self.web_log, max_bytes)}\n"
-            f"--- worker log ({self.worker_log}) ---\n{log_tail(self.worker_log, max_bytes)}"
-        )
+        """Tails of every log, for assertion messages."""
+        paths = [self.web_log, *self.worker_logs()]
+        if self.reconciler is not None or self.reconciler_log.exists():
+            paths.append(self.reconciler_log)
+        return "\n".join(f"--- {p.name} ({p}) ---\n{log_tail(p, max_bytes)}" for p in paths if p.exists())
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -216,34 +264,85 @@ class Stack:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            # Both start at once (each takes about a second to import Django); then wait for both.
-            self._spawn_worker()
+            # All start at once (each takes about a second to import Django); then wait for all.
+            started = [self._spawn_worker() for _ in range(self.initial_workers)]
+            if self.with_reconciler:
+                self.start_reconciler()
             self._start_web()
-            self._wait_worker_ready()
+            for proc in started:
+                self._wait_worker_ready(proc)
+            if self.reconciler is not None and not self.reconciler.running():
+                raise StackError(
+                    f"the reconciler exited with {self.reconciler.popen.returncode}\n{log_tail(self.reconciler_log)}"
+                )
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop both (idempotent): SIGTERM to both groups at once, then wait (SIGKILL at the timeout)."""
-        procs = [p for p in (self.worker, self.web) if p is not None]
+        """Stop everything (idempotent): SIGTERM to every group at once, then wait (SIGKILL at the timeout)."""
+        procs = [p for p in (*self.workers, self.reconciler, self.web) if p is not None]
         for proc in procs:
-            proc.terminate()
+            if proc.running():
+                proc.terminate()
         for proc in procs:
             proc.wait_stopped(self.stop_timeout)
-        self.worker = self.web = None
+        self.workers, self.web, self.reconciler = [], None, None
 
-    def _spawn_worker(self) -> None:
+    # -- workers and the reconciler ----------------------------------------------------------------
+
+    def start_worker(self, name: str | None = None, *, concurrency: int | None = None, wait: bool = True) -> Process:
+        """Start one more worker (node `name`, default `<stack's name>-<n>`); wait until it is ready."""
+        proc = self._spawn_worker(name, concurrency=concurrency)
+        if wait:
+            self._wait_worker_ready(proc)
+        return proc
+
+    def restart_worker(self, old: Process, *, wait: bool = True) -> Process:
+        """Start a worker again with the node name, concurrency and log of `old` (stopped or killed)."""
+        if old.running():
+            raise StackError(f"worker {old.node} is still running")
+        old.wait_stopped(0)
+        proc = self._spawn_worker(old.node, concurrency=old.concurrency, log_path=old.log_path)
+        if wait:
+            self._wait_worker_ready(proc)
+        return proc
+
+    def kill(self, proc: Process, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int | None:
+        """Send `sig` to the process group of one of this stack's processes; wait for its leader to exit."""
+        return proc.kill_group(sig, timeout)
+
+    def live_workers(self) -> list[Process]:
+        return [p for p in self.workers if p.running()]
+
+    def start_reconciler(self) -> Process:
+        argv = [str(self.venv_bin / "python"), "manage.py", "reconcile"]
+        self.reconciler = Process("reconciler", argv, self.env, self.cwd, self.reconciler_log)
+        return self.reconciler
+
+    def _spawn_worker(
+        self, name: str | None = None, *, concurrency: int | None = None, log_path: Path | None = None
+    ) -> Process:
+        self._worker_serial += 1
+        if name is None:
+            base, _, host = self.worker_name.partition("@")
+            name = self.worker_name if self._worker_serial == 1 else f"{base}-{self._worker_serial}@{host or '%h'}"
+        if log_path is None:
+            first = self._worker_serial == 1
+            log_path = self.worker_log if first else self.log_dir / f"worker-{self._worker_serial}.log"
+        concurrency = concurrency or self.concurrency
         argv = [
             str(self.venv_bin / "celery"), "-A", "crucible_site", "worker",
             "-Q", self.queues,
-            "--concurrency", str(self.concurrency),
-            "-n", self.worker_name,
+            "--concurrency", str(concurrency),
+            "-n", name,
             "--loglevel", self.loglevel,
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        self._worker_log_offset = self.worker_log.stat().st_size if self.worker_log.exists() else 0
-        self.worker = _Process("worker", argv, self.env, self.cwd, self.worker_log)
+        proc = Process("worker", argv, self.env, self.cwd, log_path)
+        proc.node, proc.concurrency = name, concurrency
+        self.workers.append(proc)
+        return proc
 
     def _start_web(self) -> None:
         fixed_port = self.port is not None
@@ -254,7 +353,7 @@ class Stack:
                 str(self.venv_bin / "daphne"), "-b", self.host, "-p", str(self.port),
                 "crucible_site.asgi:application",
             ]  # fmt: skip
-            self.web = _Process("web", argv, self.env, self.cwd, self.web_log)
+            self.web = Process("web", argv, self.env, self.cwd, self.web_log)
             try:
                 self._wait_web_ready()
                 return
@@ -293,22 +392,21 @@ class Stack:
             f"daphne did not answer {url} within {self.start_timeout:g}s ({last})\n{log_tail(self.web_log)}"
         )
 
-    def _wait_worker_ready(self) -> None:
-        assert self.worker is not None
-        node = self.worker_name.replace("%h", socket.gethostname())
+    def _wait_worker_ready(self, proc: Process) -> None:
+        node = proc.node.replace("%h", socket.gethostname())
         marker = f"{node} ready.".encode()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            with open(self.worker_log, "rb") as f:
-                f.seek(self._worker_log_offset)
+            with open(proc.log_path, "rb") as f:
+                f.seek(proc.log_offset)
                 if marker in f.read():
                     return
-            if not self.worker.running():
-                code = self.worker.popen.returncode
+            if not proc.running():
+                code = proc.popen.returncode
                 hint = " (78: the worker refused to start without a sandbox)" if code == 78 else ""
-                raise StackError(f"the Celery worker exited with {code}{hint}\n{log_tail(self.worker_log)}")
+                raise StackError(f"the Celery worker exited with {code}{hint}\n{log_tail(proc.log_path)}")
             time.sleep(0.05)
         raise StackError(
             f"the Celery worker did not log {marker.decode()!r} within {self.start_timeout:g}s\n"
-            f"{log_tail(self.worker_log)}"
+            f"{log_tail(proc.log_path)}"
         )
