@@ -134,6 +134,7 @@ def run_output(run: Run, request) -> dict:
             "metrics_url": absolute("api-run-metrics"),
             "websocket_path": f"/ws/runs/{run.pk}/",
             "queue_position": selectors.run_queue_position(run=run),
+            "waiting": selectors.run_waiting(run=run),  # e.g. "no worker is available (...)"
             "stdout": output_text(stdout),
             "stderr": output_text(stderr),
             "stdout_base64": base64.b64encode(stdout).decode(),

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from evaluations.api.idempotency import idempotent_requests_purge
 from evaluations.models import WorkerHeartbeat
 from evaluations.runs import lifecycle, reconciler
 
@@ -19,7 +20,10 @@ logger = logging.getLogger("evaluations.runs.reconciler")
 
 
 class Command(BaseCommand):
-    help = "Every few seconds, end lost runs, store handed-over results and re-send lost run messages."
+    help = (
+        "Every few seconds, end lost runs, store handed-over results, re-send lost run messages and "
+        "forget expired idempotency keys."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -40,6 +44,7 @@ class Command(BaseCommand):
                     hostname=hostname, started=started, concurrency=0, kind=WorkerHeartbeat.Kind.RECONCILER
                 )
                 reconciler.reconcile()
+                idempotent_requests_purge()
             except Exception as exc:  # the database or Redis is away: the next pass tries again
                 logger.warning("reconciler: pass failed (%s: %s); next in %g s", type(exc).__name__, exc, every)
                 db.connections.close_all()

@@ -177,3 +177,20 @@ def test_a_running_run_waits_for_nothing(user, make_run) -> None:
     run = make_run(user, status=RunStatus.RUNNING, started_at=timezone.now())
 
     assert selectors.run_status_payload(run=run)["waiting"] is None
+
+
+def test_the_reconcile_command_passes_once_beats_and_forgets_expired_keys(user, make_run, queue) -> None:
+    from django.core.management import call_command
+
+    from evaluations.models import IdempotentRequest
+
+    old = IdempotentRequest.objects.create(user=user, key="old", request_hash="x", status_code=201, response={})
+    IdempotentRequest.objects.filter(pk=old.pk).update(created=long_ago(2 * 86400))
+    fresh = IdempotentRequest.objects.create(user=user, key="new", request_hash="x", status_code=201, response={})
+    lost = make_run(user, status=RunStatus.RUNNING, started_at=long_ago(20), worker="w", lease_expires_at=long_ago(1))
+
+    call_command("reconcile", "--once")
+
+    assert Run.objects.get(pk=lost.pk).reason == RunReason.WORKER_LOST
+    assert list(IdempotentRequest.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert WorkerHeartbeat.objects.get(kind=WorkerHeartbeat.Kind.RECONCILER).hostname.startswith("reconciler@")
