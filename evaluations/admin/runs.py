@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 
 from evaluations.accounts import audit
 from evaluations.accounts.permissions import allowed
 from evaluations.models import Run, Submission, WorkerHeartbeat
-from evaluations.runs import services
+from evaluations.runs import selectors, services
 
 
 @admin.register(Run)
@@ -24,6 +25,9 @@ class RunAdmin(admin.ModelAdmin):
     list_select_related = ("submission", "submission__owner")
     readonly_fields = [f.name for f in Run._meta.fields]
     actions = ["cancel_runs"]
+
+    def get_queryset(self, request):
+        return selectors.runs_without_bulk(super().get_queryset(request))
 
     def has_add_permission(self, request) -> bool:
         return False  # runs come from submissions
@@ -73,6 +77,9 @@ class SubmissionAdmin(admin.ModelAdmin):
     fields = ("owner", "name", "shared_with_team", "entrypoint", "archive_name", "argv", "stdin", "code", "created")
     readonly_fields = fields
 
+    def get_changelist(self, request, **kwargs):
+        return _SubmissionChangeList
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -93,3 +100,9 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # workers write these; deleting a departed worker's row is allowed
+
+
+class _SubmissionChangeList(ChangeList):
+    # The list shows no code: leave the large columns out of its query (the change page loads them).
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).defer(*selectors.SUBMISSION_BULK)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from evaluations.accounts.audit import ACTIONS, RECONCILE_ACTIONS
 from evaluations.models import AuditEvent, Run, RunStatus, WorkerHeartbeat
 from evaluations.runs.broker import queue_depth
-from evaluations.runs.selectors import WORKER_STALE_SECONDS
+from evaluations.runs.selectors import WORKER_STALE_SECONDS, runs_without_bulk
 
 # Workers that stopped are listed (as gone) for a day, then no more.
 WORKERS_SHOWN_FOR = timedelta(days=1)
@@ -33,7 +33,9 @@ class OpsSnapshot:
 
 def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
     now = now or timezone.now()
-    running = Run.objects.filter(status=RunStatus.RUNNING).select_related("submission__owner").order_by("started_at")
+    running = runs_without_bulk(
+        Run.objects.filter(status=RunStatus.RUNNING).select_related("submission__owner").order_by("started_at")
+    )
     counts = dict(
         Run.objects.filter(queued_at__gte=now - timedelta(hours=1))
         .values_list("status")

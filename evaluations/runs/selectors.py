@@ -25,10 +25,18 @@ def run_list_visible(*, user) -> QuerySet[Run]:
     return Run.objects.filter(visible_runs_q(user)).select_related("submission", "submission__owner")
 
 
+# A submission's large columns (up to 1, 10 and 1 MiB): lists never show them, and a page of
+# them would load every one whole.
+SUBMISSION_BULK = ("code", "archive", "stdin")
+
+
+def runs_without_bulk(runs: QuerySet[Run]) -> QuerySet[Run]:
+    return runs.defer(*(f"submission__{name}" for name in SUBMISSION_BULK))
+
+
 def run_list_visible_summaries(*, user) -> QuerySet[Run]:
-    """run_list_visible for lists: without the submissions' code, archive and stdin (up to 1, 10
-    and 1 MiB each), which a list never shows and a page of them would load whole."""
-    return run_list_visible(user=user).defer("submission__code", "submission__archive", "submission__stdin")
+    """run_list_visible for lists, without the submissions' large columns."""
+    return runs_without_bulk(run_list_visible(user=user))
 
 
 def run_list_own(*, user) -> QuerySet[Run]:
