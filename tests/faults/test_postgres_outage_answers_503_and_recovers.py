@@ -37,6 +37,7 @@ def test_the_api_answers_503_while_the_database_is_down_and_the_run_ends_truthfu
         faults.pg.start()
     faults.api.outage = False
 
+    print(f"{len(answers)} answers during the outage, e.g. {answers[0].status_code} {answers[0].text}")
     for resp in answers:
         assert resp.status_code == 503, f"{resp.request.method} {resp.url}: {resp.status_code} {resp.text[:300]}"
         assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers

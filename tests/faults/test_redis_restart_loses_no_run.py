@@ -37,7 +37,7 @@ def test_runs_running_and_queued_all_finish_once_after_redis_restarts(faults):
     for run_id, n in lines.items():
         run = faults.api.wait(run_id, timeout=60)
         assert (run["status"], run["stdout"]) == ("succeeded", expected(n)), (run, faults.logs())
-    follower.join(timeout=30)
+    follower.join(timeout=10)
     print(f"websocket: {follower.connections} connection(s), closes: {follower.closes}")
     assert follower.final is not None, f"the websocket got no final status: {follower}\n{faults.logs()}"
     assert follower.final["status"] == "succeeded", follower.final

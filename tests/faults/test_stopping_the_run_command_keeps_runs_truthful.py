@@ -97,7 +97,7 @@ def test_stopping_the_run_command_ends_running_runs_truthfully_and_keeps_queued_
     first.wait_up(api)
 
     cut = api.submit(program('import time\nprint("cut-start", flush=True)\ntime.sleep(8)\nprint("cut-end")\n'), wall=10)
-    fits = api.submit(program('import time\nprint("fits-start", flush=True)\ntime.sleep(2)\nprint("fits-end")\n'))
+    fits = api.submit(program('import time\nprint("fits-start", flush=True)\ntime.sleep(1)\nprint("fits-end")\n'))
     queued = api.submit(program('print("queued")\n'))
     api.wait_output(cut, "cut-start")
     api.wait_output(fits, "fits-start")
