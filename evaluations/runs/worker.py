@@ -102,8 +102,8 @@ def _child_stop_requested(signum, frame) -> None:
 
 @worker_process_shutdown.connect
 def close_engines_at_shutdown(**kwargs) -> None:
-    # A pool child ends with os._exit, which runs no finalizers: without this its warm launcher's
-    # work dir and cgroup would stay until the next sweep.
+    # A pool child ends with os._exit, which runs no finalizers: end its warm launchers now rather
+    # than leave them to the engine's janitor (docs/sandbox.md).
     engines.close_engines()
 
 
