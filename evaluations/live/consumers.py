@@ -3,7 +3,10 @@ docs/live-runs.md. They only read; every write happens in services."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import logging
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -21,9 +24,15 @@ from evaluations.live.protocol import (
     parse_offsets,
 )
 from evaluations.live.selectors import run_list_groups, websocket_user
+from evaluations.models import TERMINAL_STATUSES
 from evaluations.runs import logstore, selectors
 
+logger = logging.getLogger(__name__)
+
 REPLAY_READ_BYTES = 1024 * 1024
+# Group memberships live in Redis and a Redis restart forgets them: every socket joins its groups
+# again this often, and a run's socket catches up from the store on what it may have missed.
+REJOIN_SECONDS = 5.0
 
 
 class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
@@ -48,6 +57,38 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
 
     async def run_status(self, event) -> None:
         await self.send_json(event["payload"])
+
+    def _groups(self) -> list[str]:
+        return [ACCESS_GROUP] if getattr(self, "watching_access", False) else []
+
+    def _keep_membership(self) -> None:
+        self._keeper = asyncio.ensure_future(self._rejoin_forever())
+
+    async def _stop_keeping_membership(self) -> None:
+        keeper = getattr(self, "_keeper", None)
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _rejoin_forever(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS)
+            try:
+                for group in self._groups():
+                    await self.channel_layer.group_add(group, self.channel_name)
+                await self._catch_up()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: try again next time
+                if not failing:
+                    logger.warning("websocket %s: could not rejoin its groups: %s", self.channel_name, exc)
+                failing = True
+
+    async def _catch_up(self) -> None:
+        """Send what the socket may have missed while it was out of its groups."""
 
     # -- access that changes while the socket is open ------------------------------------------------
 
@@ -89,24 +130,55 @@ class RunConsumer(_AuthenticatedConsumer):
             await self.close(code=refusal)  # 4404 is the same for "no such run" and "not yours"
             return
         self.group = run_group(self.run_id)
+        self._sending = asyncio.Lock()  # the catch-up and live output must not interleave
         # Join first, read the store second: every byte published from now on is either in what
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         for stream in STREAMS:
             await self._replay(stream)
-        await self.send_json(await database_sync_to_async(self._status_payload)())
+        await self.run_status({"payload": await database_sync_to_async(self._status_payload)()})
         samples = await sync_to_async(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
         self.metrics_until = samples[-1]["t"] if samples else -1.0
         for i in range(0, len(samples), METRICS_PER_FRAME):
             await self.send_json(protocol.metrics_message(samples[i : i + METRICS_PER_FRAME]))
+        self._keep_membership()
 
     async def disconnect(self, code) -> None:
+        await self._stop_keeping_membership()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
         await self._unwatch_access()
+
+    def _groups(self) -> list[str]:
+        return [*super()._groups(), self.group]
+
+    async def run_status(self, event) -> None:
+        if event["payload"]["status"] in TERMINAL_STATUSES:
+            self.ended = True
+        await self.send_json(event["payload"])
+
+    async def _catch_up(self) -> None:
+        if getattr(self, "ended", False):
+            return
+        async with self._sending:
+            for stream in STREAMS:
+                await self._replay(stream)
+            samples = await sync_to_async(logstore.metrics_read)(self.run)
+            fresh = [s for s in samples if s["t"] > self.metrics_until]
+            if fresh:
+                self.metrics_until = fresh[-1]["t"]
+            for i in range(0, len(fresh), METRICS_PER_FRAME):
+                await self.send_json(protocol.metrics_message(fresh[i : i + METRICS_PER_FRAME]))
+        try:
+            payload = await database_sync_to_async(self._status_payload)()
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if payload["status"] in TERMINAL_STATUSES and not getattr(self, "ended", False):
+            await self.run_status({"payload": payload})
 
     def _access_lost(self) -> int | None:
         """The close code if this socket's user may no longer follow the run, else None."""
@@ -141,6 +213,10 @@ class RunConsumer(_AuthenticatedConsumer):
             self.sent[stream] += len(data)
 
     async def run_output(self, event) -> None:
+        async with self._sending:
+            await self._relay_output(event)
+
+    async def _relay_output(self, event) -> None:
         message = event["payload"]
         stream, offset = message["stream"], message["offset"]
         data = base64.b64decode(message["data"])
@@ -176,8 +252,13 @@ class RunListConsumer(_AuthenticatedConsumer):
             return
         await self._follow(user)
         await self.accept()
+        self._keep_membership()
+
+    def _groups(self) -> list[str]:
+        return [*super()._groups(), *self.list_groups]
 
     async def disconnect(self, code) -> None:
+        await self._stop_keeping_membership()
         for group in getattr(self, "list_groups", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         await self._unwatch_access()

@@ -579,3 +579,39 @@ async def test_frames_sent_by_the_client_are_ignored(token_headers, running_run)
     await comm.send_json_to({"type": "cancel"})
     assert await comm.receive_nothing(timeout=0.3)
     await comm.disconnect()
+
+
+async def test_a_socket_whose_group_memberships_redis_forgot_catches_up_and_gets_the_end(
+    token_headers, running_run, channel_layer_of_its_own, monkeypatch
+):
+    import redis
+    from django.conf import settings
+
+    from evaluations.live import consumers
+    from evaluations.live.publisher import RunPublisher
+    from evaluations.runs import lifecycle
+
+    monkeypatch.setattr(consumers, "REJOIN_SECONDS", 0.2)
+    run = running_run
+    publisher = await in_thread(RunPublisher, run)
+    await in_thread(publisher.output, "stdout", 0, b"before\n")
+    comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    streams = Reassembly()
+    await follow(comm, lambda s, o: s.has({"stdout": 7}) and o, streams)
+
+    # As a Redis restart without persistence does: every group membership is gone.
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=channel_layer_of_its_own + "*group:*"))
+    assert keys, "no group key found: the test would prove nothing"
+    client.delete(*keys)
+    client.close()
+    await in_thread(publisher.output, "stdout", 7, b"while forgotten\n")
+    await in_thread(publisher.close)
+    await database_sync_to_async(lifecycle.run_fail)(run_id=run.pk, reason="sandbox_error", detail="test")
+
+    others = await follow(comm, lambda s, o: any(m.get("status") == "error" for m in o), streams)
+    assert bytes(streams.data["stdout"]) == b"before\nwhile forgotten\n"  # once each, in order
+    assert [m["status"] for m in others if m["type"] == "status"] == ["error"]
+    assert await comm.receive_nothing(timeout=0.6)  # the end is said once
+    await comm.disconnect()
