@@ -24,7 +24,15 @@ cat <<MSG
 $(sed 's/^/  /' "$CRUCIBLE_VAR_DIR/demo-logins.txt" 2>/dev/null || true)
   API: curl -H "Authorization: Token <token>" -H 'Content-Type: application/json' \\
          -d '{"code": "print(42)"}' http://$CRUCIBLE_HOST:$CRUCIBLE_PORT/api/v1/submissions/
-  Ctrl-C stops everything.
+  Ctrl-C stops everything (running runs get ${CRUCIBLE_STOP_GRACE_SECONDS:-30} s to finish).
 
 MSG
-"$PY" scripts/start_processes.py -d "$ROOT" -f "$ROOT/Procfile" start
+# In the background, so a SIGTERM to this script (not only Ctrl-C) reaches the processes too.
+"$PY" scripts/start_processes.py -d "$ROOT" -f "$ROOT/Procfile" start &
+procs=$!
+trap 'kill -TERM "$procs" 2>/dev/null || true' TERM INT
+status=0
+while kill -0 "$procs" 2>/dev/null; do
+  wait "$procs" || status=$?
+done
+exit "$status"
