@@ -8,14 +8,13 @@ mkdir -p "$CRUCIBLE_VAR_DIR"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Machine packages (scripts/system-deps.sh). --with-postgres, implied by --with-chromium (which only
-# the test suite asks for), adds Debian's PostgreSQL server: tests/faults start private clusters.
+# Machine packages (scripts/system-deps.sh). --with-postgres adds Debian's PostgreSQL server:
+# tests/faults start private clusters of it.
 ensure_system() {
   local args=() want_postgres=0
   for arg in "$@"; do
     case "$arg" in
       --with-postgres) want_postgres=1 ;;
-      --with-chromium) want_postgres=1; args+=("$arg") ;;
       *) args+=("$arg") ;;
     esac
   done

@@ -11,7 +11,7 @@ if [[ "${CI:-}" == "true" ]]; then
   export CRUCIBLE_DATABASE_URL="${CRUCIBLE_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/crucible}"
 fi
 
-ensure_system --with-chromium --with-docker  # the docker engine's tests start their own dockerd
+ensure_system --with-chromium --with-docker --with-postgres  # tests start their own dockerd and clusters
 ensure_venv requirements-test.txt
 ensure_image
 ensure_redis "$CRUCIBLE_REDIS_URL"
