@@ -66,6 +66,7 @@ class _Watch:
         self.cancel = threading.Event()
         self.lost = False  # the run was ended by someone else: its result is not ours to store
         self.stopped = False  # the worker is stopping and the run's grace is over
+        self.storing = False  # the outcome is being stored
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"run-{run_id}-watch", daemon=True)
 
@@ -88,7 +89,8 @@ class _Watch:
                     self.cancel.set()
                 try:
                     if time.monotonic() >= next_renew and not self.lost:
-                        if not lifecycle.run_lease_renew(run_id=self.run_id, worker=self.worker):
+                        renewed = lifecycle.run_lease_renew(run_id=self.run_id, worker=self.worker)
+                        if not renewed and not self.storing:  # (once storing, it may have just ended)
                             logger.warning("run %s was ended while this worker ran it; stopping it", self.run_id)
                             self.lost = True
                             self.cancel.set()
@@ -194,6 +196,7 @@ def run_in_sandbox(run_id: int) -> bool:
             if watch.lost:
                 logger.warning("run %s: not storing its result, the run was already ended", run_id)
             else:
+                watch.storing = True
                 _store_outcome(run_id, fields)
     finally:
         EXECUTING.clear()
