@@ -8,3 +8,6 @@ urlpatterns = [
 ]
 
 handler400 = "evaluations.runs.views.bad_request"
+# Their pages read the session and the user: with the database down they answer 503, not 500.
+handler403 = "evaluations.unavailable.permission_denied"
+handler404 = "evaluations.unavailable.page_not_found"

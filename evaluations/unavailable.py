@@ -17,6 +17,7 @@ from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.log import log_response
+from django.views import defaults
 from redis import exceptions as redis_exceptions
 
 logger = logging.getLogger(__name__)
@@ -107,3 +108,25 @@ class ServiceUnavailableMiddleware(MiddlewareMixin):
         response = unavailable_response(request, service)
         unavailable_log(request, exception, service, response)
         return response
+
+
+def _or_unavailable(handler):
+    """An error page's view that answers the 503 page if rendering it needs a service that is down
+    (a 404 or 403 page reads the session and the user, which live in the database)."""
+
+    def view(request, exception=None):
+        try:
+            return handler(request, exception)
+        except Exception as exc:
+            service = unavailable_service(exc)
+            if service is None:
+                raise
+            response = unavailable_response(request, service)
+            unavailable_log(request, exc, service, response)
+            return response
+
+    return view
+
+
+page_not_found = _or_unavailable(defaults.page_not_found)
+permission_denied = _or_unavailable(defaults.permission_denied)

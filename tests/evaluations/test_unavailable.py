@@ -314,3 +314,19 @@ def test_a_refused_redis_connection_is_redis_being_unavailable() -> None:
         redis_of_a_closed_port().ping()
 
     assert unavailable_service(caught.value) == REDIS
+
+
+@pytest.mark.parametrize("url", ["/no-such-page/", "/runs/999999/"])
+def test_a_not_found_page_with_a_session_answers_503_while_the_database_is_down(database_down, settings, url):
+    browser = Client()
+    browser.cookies[settings.SESSION_COOKIE_NAME] = "a" * 32
+
+    response = browser.get(url)
+
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert "The database is unavailable" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_not_found_page_is_still_a_404_otherwise(client) -> None:
+    assert client.get("/no-such-page/").status_code == 404
