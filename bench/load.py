@@ -142,6 +142,7 @@ class Database:
             import psycopg
 
             self.conn = psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True)
+        self.postgres = not url.startswith("sqlite:///")
         self.lock = threading.Lock()
 
     def rows(self, sql: str) -> list[tuple]:
@@ -152,6 +153,14 @@ class Database:
                 return list(cur.fetchall())
             finally:
                 cur.close()
+
+    def sessions_opened(self) -> int | None:
+        """PostgreSQL: sessions ever established to this database (pg_stat_database, PostgreSQL 14+)."""
+        if not self.postgres:
+            return None
+        with contextlib.suppress(Exception):
+            return int(self.rows("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")[0][0])
+        return None
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -363,6 +372,7 @@ class QuotaSampler(threading.Thread):
         self.violations: list[dict[str, Any]] = []
         self.violation_samples = 0
         self.error: str | None = None
+        self.max_db_connections: int | None = None  # PostgreSQL: this database's, every 10th sample
 
     def run(self) -> None:
         sql = (
@@ -394,6 +404,11 @@ class QuotaSampler(threading.Thread):
                         if len(self.violations) < 50:
                             self.violations.append({"at": time.time(), "user_id": owner, "active": count})
             self.violation_samples += over
+            if self.db.postgres and self.samples % 10 == 1:
+                with contextlib.suppress(Exception):
+                    sql_conns = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    n = int(self.db.rows(sql_conns)[0][0])
+                    self.max_db_connections = max(self.max_db_connections or 0, n)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -873,12 +888,15 @@ def scan_access_log(path: Path) -> dict[str, Any]:
     data = path.read_bytes() if path.exists() else b""
     statuses: collections.Counter[str] = collections.Counter()
     errors: list[str] = []
+    count = 0
     for m in ACCESS_LINE.finditer(data):
         method, target, code = m.group(1).decode(), m.group(2).decode(), m.group(3).decode()
         statuses[f"{method} {code}"] += 1
-        if code.startswith("5") and len(errors) < 20:
-            errors.append(f"{method} {target} {code}")
-    return {"by_method_and_status": dict(sorted(statuses.items())), "5xx": errors}
+        if code.startswith("5"):
+            count += 1
+            if len(errors) < 20:
+                errors.append(f"{method} {target} {code}")
+    return {"by_method_and_status": dict(sorted(statuses.items())), "5xx_count": count, "5xx": errors}
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -1095,6 +1113,7 @@ def main() -> int:
             memory = MemorySampler(roots)
             memory.sample()
             cpu_trees0, busy0 = tree_cpu_seconds(roots), machine_busy_seconds()
+            sessions0 = db.sessions_opened()
             children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             quota_sampler.start()
             memory.start()
@@ -1152,6 +1171,7 @@ def main() -> int:
             raw_results["run"].append(raw_window(run_only, args.raw_seconds))
             if reconciler is not None:
                 reconciler.stop()
+        sessions1 = db.sessions_opened()  # the stack is stopped: every session of the load was reported
         rows = run_rows(db, [u.user_id for u in users])
         warm_rows = run_rows(db, [warm_user["id"]])
 
@@ -1174,6 +1194,7 @@ def main() -> int:
             quota_sampler=quota_sampler,
             memory=memory,
             cpu_seconds=cpu_seconds,
+            db_sessions=None if sessions0 is None or sessions1 is None else sessions1 - sessions0,
             log_dir=log_dir,
             reconciler=reconciler,
             loadavgs={"before_load": loadavg_before_load, "after_load": loadavg_after_load},
@@ -1316,7 +1337,7 @@ def analyse(**k: Any) -> dict[str, Any]:
         "none_twice": {"passed": once_ok},
         "output": {"passed": not wrong_output and statuses.get("succeeded", 0) == len(rows)},
         "quotas": {"passed": quota_ok},
-        "no_5xx": {"passed": not client_5xx and not access["5xx"]},
+        "no_5xx": {"passed": not client_5xx and not access["5xx_count"]},
         "followers": {"passed": followed_ok == len(followed) and not live.problems},
         "run_list_sockets": {"passed": not list_missed and live.list_terminal_duplicates == 0},
     }
@@ -1365,7 +1386,8 @@ def analyse(**k: Any) -> dict[str, Any]:
          f"{qs.violation_samples} of {qs.samples}", "0", verdict("quotas")),
         ("quota: users seen at their quota",
          f"{at_quota} of {len(users)} (max active {qs.max_active_total}, running {qs.max_running_total})", "", ""),
-        ("5xx answers (client; daphne access log)", f"{len(client_5xx)}; {len(access['5xx'])}", "0", verdict("no_5xx")),
+        ("5xx answers (client; daphne access log)", f"{len(client_5xx)}; {access['5xx_count']}", "0",
+         verdict("no_5xx")),
         ("API reads that failed (not 200)", f"{len(read_errors)}", "", ""),
         ("followers: runs followed, right / all", f"{followed_ok} / {len(followed)} ({live.unfollowed} left)", "all",
          verdict("followers")),
@@ -1379,6 +1401,17 @@ def analyse(**k: Any) -> dict[str, Any]:
         ("peak RSS: worker, Celery processes", f"{peak.get('worker_python', 0):.0f} MiB", "", ""),
         ("peak RSS: worker tree with sandboxes", f"{peak.get('worker', 0):.0f} MiB", "", ""),
     ]  # fmt: skip
+    if k["db_sessions"] is not None:
+        http_requests = len(load.http) + len(k["read_samples"])
+        table_rows.append(
+            (
+                "PostgreSQL sessions opened from the load's start (most at once)",
+                f"{k['db_sessions']} ({qs.max_db_connections}) for {http_requests} HTTP requests"
+                f" + {sum(live.handshakes.values())} websockets",
+                "",
+                "",
+            )
+        )
     if "reconciler" in peak:
         table_rows.append(("peak RSS: reconciler", f"{peak['reconciler']:.0f} MiB", "", ""))
     table_rows += [
@@ -1492,6 +1525,7 @@ def analyse(**k: Any) -> dict[str, Any]:
         },
         "memory": mem,
         "cpu_seconds_during_load": cpu,
+        "postgresql_sessions_opened_from_load_start": k["db_sessions"],
         "logs": logs,
         "client_problems": load.problems,
         "checks": checks,
@@ -1508,6 +1542,7 @@ def quota_sampler_summary(qs: QuotaSampler) -> dict[str, Any]:
         "violations": qs.violations,
         "max_active_total": qs.max_active_total,
         "max_running_total": qs.max_running_total,
+        "max_db_connections": qs.max_db_connections,
         "error": qs.error,
     }
 
