@@ -33,6 +33,7 @@ REPLAY_READ_BYTES = 1024 * 1024
 # Group memberships live in Redis and a Redis restart forgets them: every socket joins its groups
 # again this often, and a run's socket catches up from the store on what it may have missed.
 REJOIN_SECONDS = 5.0
+_STATUS_RANK = {"queued": 0, "running": 1}  # terminal statuses rank 2
 
 
 class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
@@ -135,9 +136,12 @@ class RunConsumer(_AuthenticatedConsumer):
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        # The status is read before the output: a run that ended by then has all its output stored,
+        # so the replay sends it all before the terminal status, and no output ever follows it.
+        status = await database_sync_to_async(self._status_payload)()
         for stream in STREAMS:
             await self._replay(stream)
-        await self.run_status({"payload": await database_sync_to_async(self._status_payload)()})
+        await self.run_status({"payload": status})
         samples = await sync_to_async(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
@@ -156,8 +160,14 @@ class RunConsumer(_AuthenticatedConsumer):
         return [*super()._groups(), self.group]
 
     async def run_status(self, event) -> None:
-        if event["payload"]["status"] in TERMINAL_STATUSES:
-            self.ended = True
+        # Status messages come from several processes and may arrive out of order (a queue-position
+        # update sent before the run started can land after it ended): never go backwards.
+        status = event["payload"]["status"]
+        rank = _STATUS_RANK.get(status, 2)
+        if getattr(self, "ended", False) or rank < getattr(self, "status_rank", 0):
+            return
+        self.status_rank = rank
+        self.ended = status in TERMINAL_STATUSES
         await self.send_json(event["payload"])
 
     async def _catch_up(self) -> None:

@@ -615,3 +615,25 @@ async def test_a_socket_whose_group_memberships_redis_forgot_catches_up_and_gets
     assert [m["status"] for m in others if m["type"] == "status"] == ["error"]
     assert await comm.receive_nothing(timeout=0.6)  # the end is said once
     await comm.disconnect()
+
+
+async def test_a_stale_status_that_arrives_late_is_not_sent(token_headers, running_run):
+    from evaluations.live import publisher
+    from evaluations.live.groups import run_group
+    from evaluations.live.protocol import status_event
+    from evaluations.runs import lifecycle
+
+    run = running_run
+    comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    assert (await receive(comm))["status"] == "running"
+
+    # A queue-position update sent by another worker before this run started, arriving now.
+    stale = {"type": "status", "status": "queued", "queue_position": 3}
+    await in_thread(publisher.send, [(run_group(run.pk), status_event(stale))])
+    await database_sync_to_async(lifecycle.run_fail)(run_id=run.pk, reason="sandbox_error", detail="x")
+    await in_thread(publisher.send, [(run_group(run.pk), status_event(stale))])
+
+    assert (await receive(comm))["status"] == "error"
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
