@@ -168,6 +168,12 @@ class RunConsumer(_AuthenticatedConsumer):
             return
         self.status_rank = rank
         self.ended = status in TERMINAL_STATUSES
+        if self.ended:
+            # All its output is stored before a run's end is published, but live messages can be
+            # late or lost under load: send what the client lacks first, so the end comes last.
+            async with self._sending:
+                for stream in STREAMS:
+                    await self._replay(stream)
         await self.send_json(event["payload"])
 
     async def _catch_up(self) -> None:

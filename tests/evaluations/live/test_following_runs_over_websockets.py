@@ -637,3 +637,27 @@ async def test_a_stale_status_that_arrives_late_is_not_sent(token_headers, runni
     assert (await receive(comm))["status"] == "error"
     assert await comm.receive_nothing(timeout=0.5)
     await comm.disconnect()
+
+
+async def test_output_whose_live_messages_were_lost_comes_before_the_end(token_headers, running_run):
+    from evaluations.runs import lifecycle
+    from evaluations.runs.logstore import RunLogWriter
+
+    run = running_run
+    comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    assert (await receive(comm))["status"] == "running"
+
+    def stored_but_never_published() -> None:
+        writer = RunLogWriter(run)
+        writer.append("stdout", 0, b"lost on the way\n")
+        writer.close()
+
+    await in_thread(stored_but_never_published)
+    await database_sync_to_async(lifecycle.run_fail)(run_id=run.pk, reason="sandbox_error", detail="x")
+
+    streams = Reassembly()
+    others = await follow(comm, lambda s, o: bool(o), streams)
+    assert bytes(streams.data["stdout"]) == b"lost on the way\n"
+    assert [m["status"] for m in others] == ["error"]
+    await comm.disconnect()
