@@ -59,14 +59,12 @@ def publish_queue_positions() -> None:
     """The queue moved (or workers came or went): tell the first waiting runs' pages their position
     and what they wait for, in one send (run lists do not show positions: their sockets are spared)."""
     waiting = Run.objects.filter(status=RunStatus.QUEUED).order_by("queued_at", "id")[:QUEUE_UPDATES]
-    unavailable = selectors.workers_unavailable() or ""
+    unavailable = selectors.workers_unavailable()
     publisher.send(
         [
             (
                 groups.run_group(run.pk),
-                protocol.status_event(
-                    selectors.run_status_payload(run=run, queue_position=i, waiting=unavailable or None)
-                ),
+                protocol.status_event(selectors.run_status_payload(run=run, queue_position=i, waiting=unavailable)),
             )
             for i, run in enumerate(waiting)
         ]

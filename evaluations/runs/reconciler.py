@@ -31,16 +31,18 @@ class Decision:
     why: str
 
 
-_last_unavailable: list[str | None] = ["?"]  # what queued runs were last told they wait for
+_NOT_YET = "(not told yet)"
+_last_unavailable: str | None = _NOT_YET  # what this process last told queued runs they wait for
 
 
 def reconcile(*, now: datetime | None = None) -> list[Decision]:
     """One pass; what it decided, in order."""
     now = now or timezone.now()
     decisions = [*_store_handed_over_results(), *_end_lost_runs(now), *_resend_lost_messages(now)]
+    global _last_unavailable
     unavailable = selectors.workers_unavailable(now=now)
-    if unavailable != _last_unavailable[0]:  # workers came or went: queued runs' pages say so
-        _last_unavailable[0] = unavailable
+    if unavailable != _last_unavailable:  # workers came or went: queued runs' pages say so
+        _last_unavailable = unavailable
         lifecycle.publish_queue_positions()
     for d in decisions:
         logger.warning("reconciler: run %s: %s (%s)", d.run_id, d.action, d.why)

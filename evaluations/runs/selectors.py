@@ -78,11 +78,9 @@ def workers_unavailable(*, now: datetime | None = None) -> str | None:
     return "no worker is available" + (f" ({why})" if why else "; the run starts when one is")
 
 
-def run_waiting(*, run: Run, unavailable: Any = None) -> str | None:
+def run_waiting(*, run: Run) -> str | None:
     """What a queued run waits for, when it is more than its turn (see workers_unavailable)."""
-    if run.status != RunStatus.QUEUED:
-        return None
-    return workers_unavailable() if unavailable is None else (unavailable or None)
+    return workers_unavailable() if run.status == RunStatus.QUEUED else None
 
 
 _UNKNOWN = object()
