@@ -91,13 +91,10 @@ def _child_stop_requested(signum, frame) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    # The main process got the signal too and tells us when the grace is over (stop_runs_after_grace).
     if _stop_requested.is_set():
         execution.WORKER_STOPPING.set()
-        return
     _stop_requested.set()
-    timer = threading.Timer(settings.CRUCIBLE_STOP_GRACE_SECONDS, execution.WORKER_STOPPING.set)
-    timer.daemon = True
-    timer.start()
 
 
 @worker_process_shutdown.connect
