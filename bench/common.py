@@ -136,3 +136,19 @@ def machine_info(runsc_version: str, runsc_platform: str, **extra: str | int) ->
         "loadavg_at_start": loadavg(),
         "git": git_describe(),
     }
+
+
+def add_stack_options(
+    parser, *, result: str, redis_url: str, keep: str = "the temporary var dir (database, logs)"
+) -> None:
+    """The options of every benchmark that starts a Crucible stack of its own."""
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("CRUCIBLE_BENCH_REDIS_URL", redis_url),
+        help=f"Redis for the stack; its database is flushed (default {redis_url})",
+    )
+    parser.add_argument(
+        "--images-dir", type=Path, default=Path(os.environ.get("CRUCIBLE_IMAGES_DIR", REPO_ROOT / "var" / "images"))
+    )
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / result)
+    parser.add_argument("--keep", action="store_true", help=f"keep {keep}")

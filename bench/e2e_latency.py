@@ -42,7 +42,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import PYTHON3, BenchError, attempt, loadavg, machine_info, summary, summary_row  # noqa: E402
+from common import PYTHON3, BenchError, add_stack_options, attempt, loadavg, machine_info, summary, summary_row  # noqa: E402
 from raw_runsc import RawRunsc  # noqa: E402
 
 from sandbox.contract import Status  # noqa: E402
@@ -155,21 +155,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first (default 3)")
     parser.add_argument("--poll-ms", type=float, default=10.0, help="GET interval for (c) (default 10 ms)")
     parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("CRUCIBLE_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-        help=f"Redis for the stack; its database is flushed (default {DEFAULT_REDIS_URL})",
-    )
-    parser.add_argument(
-        "--images-dir", type=Path, default=Path(os.environ.get("CRUCIBLE_IMAGES_DIR", REPO_ROOT / "var" / "images"))
-    )
-    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
         help="CRUCIBLE_SANDBOX_STATE_DIR for the worker (default: sandboxes/ in the temporary var dir)",
     )
-    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "e2e_latency.json")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary var dir (database, logs)")
+    add_stack_options(parser, result="e2e_latency.json", redis_url=DEFAULT_REDIS_URL)
     args = parser.parse_args()
 
     import redis

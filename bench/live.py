@@ -47,7 +47,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import BenchError, loadavg, machine_info, percentile  # noqa: E402
+from common import BenchError, add_stack_options, loadavg, machine_info, percentile  # noqa: E402
 from e2e_latency import prepare_site  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
@@ -559,17 +559,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="(a): how long the script prints (default 10)")
     parser.add_argument("--period-ms", type=float, default=10.0, help="(a): print interval (default 10 ms)")
     parser.add_argument("--flood-mib", type=int, default=1024, help="(b): MiB the script writes (default 1024)")
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("CRUCIBLE_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-        help=f"Redis for the stack; its database is flushed (default {DEFAULT_REDIS_URL})",
-    )
-    parser.add_argument(
-        "--images-dir", type=Path, default=Path(os.environ.get("CRUCIBLE_IMAGES_DIR", REPO_ROOT / "var" / "images"))
-    )
-    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "live.json")
     parser.add_argument("--append-readme", action="store_true", help="append the table to bench/README.md")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary var dir (database, logs)")
+    add_stack_options(parser, result="live.json", redis_url=DEFAULT_REDIS_URL)
     args = parser.parse_args()
 
     import redis

@@ -75,7 +75,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import BenchError, loadavg, machine_info, percentile, target_table  # noqa: E402
+from common import BenchError, add_stack_options, loadavg, machine_info, percentile, target_table  # noqa: E402
 from raw_runsc import RawRunsc  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException  # noqa: E402
@@ -967,16 +967,9 @@ def main() -> int:
         default=os.environ.get("CRUCIBLE_BENCH_PG_URL", DEFAULT_PG_URL),
         help=f"PostgreSQL server (a database on it) where the fresh database is made (default {DEFAULT_PG_URL})",
     )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("CRUCIBLE_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-        help=f"Redis for the stack; its database is flushed (default {DEFAULT_REDIS_URL})",
+    add_stack_options(
+        parser, result="load.json", redis_url=DEFAULT_REDIS_URL, keep="the temporary var dir (logs) and the database"
     )
-    parser.add_argument(
-        "--images-dir", type=Path, default=Path(os.environ.get("CRUCIBLE_IMAGES_DIR", REPO_ROOT / "var" / "images"))
-    )
-    parser.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "load.json")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary var dir (logs) and the database")
     args = parser.parse_args()
 
     import redis
