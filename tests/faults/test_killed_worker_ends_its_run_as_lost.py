@@ -23,16 +23,21 @@ def assert_lost_with_its_output(run: dict) -> None:
     assert run["stdout"] == "before the kill\n", run
 
 
-def test_the_run_of_a_killed_worker_ends_lost_while_another_worker_lives(faults):
-    stack = faults.stack(workers=2)
+def kill_the_worker_mid_run(faults, stack):
+    """Submit a run, SIGKILL the worker running it once it has printed; the run's id, its sandbox,
+    the worker killed and when."""
     code = program(CODE_BODY)
     run_id = faults.api.submit(code, wall=WALL)
     faults.api.wait_output(run_id, "before the kill")
     sandbox_id = faults.sandbox_running(code)
     _, worker = faults.pool_child_running(stack, sandbox_id)
-
     stack.kill(worker)
-    killed_at = time.monotonic()
+    return run_id, sandbox_id, worker, time.monotonic()
+
+
+def test_the_run_of_a_killed_worker_ends_lost_while_another_worker_lives(faults):
+    stack = faults.stack(workers=2)
+    run_id, sandbox_id, worker, killed_at = kill_the_worker_mid_run(faults, stack)
 
     run = faults.api.wait(run_id, timeout=60)
     assert_lost_with_its_output(run)
@@ -44,14 +49,7 @@ def test_the_run_of_a_killed_worker_ends_lost_while_another_worker_lives(faults)
 
 def test_the_run_of_a_killed_worker_ends_lost_once_a_worker_starts_again(faults):
     stack = faults.stack(workers=1)
-    code = program(CODE_BODY)
-    run_id = faults.api.submit(code, wall=WALL)
-    faults.api.wait_output(run_id, "before the kill")
-    sandbox_id = faults.sandbox_running(code)
-    _, worker = faults.pool_child_running(stack, sandbox_id)
-
-    stack.kill(worker)
-    killed_at = time.monotonic()
+    run_id, sandbox_id, worker, killed_at = kill_the_worker_mid_run(faults, stack)
 
     # No worker at all: the sandbox must still go once its wall time is over.
     faults.wait_no_leftovers(sandbox_id, deadline=killed_at + WALL + 10)
