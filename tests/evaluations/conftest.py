@@ -42,3 +42,24 @@ def channel_layer_of_its_own(settings):
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def postgresql_in_ci() -> None:
+    """For race tests: on PostgreSQL the row locks are what they are about; on SQLite they pass on its
+    whole-database write lock, which proves nothing. Under CI, fail loudly rather than skip, so a CI
+    that lost its database URL does not look green."""
+    import os
+
+    from django.db import connection
+
+    if os.environ.get("CI") == "true" and connection.vendor != "postgresql":
+        pytest.fail(f"CI=true but the database is {connection.vendor}: set CRUCIBLE_DATABASE_URL to PostgreSQL")
+
+
+@pytest.fixture
+def no_worker(monkeypatch) -> None:
+    """Committed runs would send their task to the broker on commit: only the rows matter here."""
+    from evaluations.runs import tasks
+
+    monkeypatch.setattr(tasks.execute_run, "apply_async", lambda *args, **kwargs: None)

@@ -6,7 +6,6 @@ Real threads, each with its own database connection, against committed data.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 
@@ -16,27 +15,12 @@ from django.db import connection
 
 from evaluations.accounts.quotas import QuotaExceeded, worst_case_cpu_seconds
 from evaluations.models import Profile, Run, RunStatus, Submission
-from evaluations.runs import services, tasks
+from evaluations.runs import services
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql_in_ci", "no_worker")]
 
 THREADS = 20
 QUOTA = 5
-
-
-@pytest.fixture(autouse=True)
-def postgresql_in_ci() -> None:
-    # CI runs the suite on PostgreSQL, where the row locks are what these tests are about. On
-    # SQLite they pass on its whole-database write lock, which proves nothing about those: there,
-    # fail loudly rather than skip, so a CI that lost its database URL does not look green.
-    if os.environ.get("CI") == "true" and connection.vendor != "postgresql":
-        pytest.fail(f"CI=true but the database is {connection.vendor}: set CRUCIBLE_DATABASE_URL to PostgreSQL")
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch) -> None:
-    # The runs are committed, so on_commit would send them to the broker: only the rows matter here.
-    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: None)
 
 
 def race(user_id: int, action) -> list[tuple[str, object]]:

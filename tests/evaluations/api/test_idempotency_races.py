@@ -4,7 +4,6 @@ connection, against committed data (on PostgreSQL in CI)."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -13,25 +12,11 @@ from rest_framework.test import APIClient
 
 from evaluations.api import idempotency
 from evaluations.models import IdempotentRequest, Run
-from evaluations.runs import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql_in_ci", "no_worker")]
 
 SUBMIT = "/api/v1/submissions/"
 KEY = "race-0001"
-
-
-@pytest.fixture(autouse=True)
-def postgresql_in_ci() -> None:
-    # On SQLite these pass on its whole-database write lock; the row-level behaviour is PostgreSQL's.
-    if os.environ.get("CI") == "true" and connection.vendor != "postgresql":
-        pytest.fail(f"CI=true but the database is {connection.vendor}: set CRUCIBLE_DATABASE_URL to PostgreSQL")
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch) -> None:
-    # The runs are committed, so on_commit would send them to the broker: only the rows matter here.
-    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: None)
 
 
 def submit_together(token_key: str, threads: int) -> list:
