@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-
-from evaluations.accounts import services as account_services
-from evaluations.models import Role
 
 BULK_COLUMNS = (
     '"evaluations_submission"."code"',
     '"evaluations_submission"."archive"',
     '"evaluations_submission"."stdin"',
 )
-
-
-@pytest.fixture
-def admin_client(make_user) -> Client:
-    admin = make_user("lists-admin")
-    account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 @pytest.mark.parametrize("url", ["/admin/evaluations/run/", "/admin/evaluations/submission/", "/ops/"])

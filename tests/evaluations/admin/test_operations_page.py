@@ -19,15 +19,6 @@ from evaluations.runs import lifecycle, worker
 
 
 @pytest.fixture
-def admin_client(make_user) -> Client:
-    admin = make_user("ops-admin")
-    account_services.user_set_role(actor=None, user=admin, role=Role.ADMIN)
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def queue_of_its_own(settings):
     """The page reads the queue named by CELERY_TASK_DEFAULT_QUEUE on the broker: a unique name, so a
     worker of another test session on the same Redis never sees (or takes) what we put there."""
