@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench openapi
 
 run:
 	scripts/run.sh
@@ -11,3 +11,7 @@ lint:
 
 bench:
 	.venv/bin/python bench/e2e_latency.py
+
+# The API's schema, committed: tests/evaluations/api/test_schema_matches_views.py fails until it is.
+openapi:
+	.venv/bin/python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn

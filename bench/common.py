@@ -62,6 +62,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
         "min_ms": round(min(ms), 2),
         "median_ms": round(statistics.median(ms), 2),
         "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
         "max_ms": round(max(ms), 2),
     }
 

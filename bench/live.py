@@ -12,7 +12,7 @@ websocket client (the `websockets` package, `Authorization: Token` header) on /w
              Target: p50 <= 20 ms, p99 <= 100 ms.
 (b) flood    A script writes 1 GiB to stdout with the default 1 MiB cap. Reported: the bytes the
              client received (must equal the cap), the time from the cap being reached in the log
-             store (polled on disk every ms) to the client receiving the terminal status, and the
+             store (polled in the database every ms) to the client receiving the terminal status, and the
              Celery worker's peak RSS growth (VmRSS of the worker and its pool children from
              /proc, sampled every 5 ms, and their VmHWM after resetting it). Target: <= 50 MB.
 
@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -160,18 +161,33 @@ def parse_time(value: str | None) -> float | None:
 # -- (a) latency -------------------------------------------------------------------------------------
 
 
-def stored_stdout(logs_dir: Path, run_id: int) -> Path | None:
-    """The run's stdout file in the log store, once it exists (runs/<id>-<queued at>/stdout.log,
-    named by evaluations/runs/logstore.py)."""
-    return next((logs_dir / "runs").glob(f"{run_id}-*/stdout.log"), None)
+class StoredSize:
+    """How many bytes of a run's stdout the log store holds: the end of its last OutputChunk row
+    (evaluations/runs/logstore.py), read from the stack's SQLite database on a connection of its own."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._db: sqlite3.Connection | None = None
+
+    def __call__(self, run_id: int | None) -> int:
+        if run_id is None:
+            return 0
+        if self._db is None:  # opened in the thread that polls (sqlite3 connections stay in theirs)
+            self._db = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5)
+        row = self._db.execute(
+            'SELECT "offset" + size FROM evaluations_outputchunk WHERE run_id = ? AND stream = ? '
+            'ORDER BY "offset" DESC LIMIT 1',
+            (run_id, "stdout"),
+        ).fetchone()
+        return row[0] if row else 0
 
 
 class SizeWatcher:
-    """Notes (time, size) each time a log-store file grows, polling every 0.5 ms in a thread:
+    """Notes (time, size) each time the stored stdout grows, polling every 0.5 ms in a thread:
     when each byte reached the store splits the latency into sandbox→store and store→client."""
 
-    def __init__(self, find: Callable[[], Path | None]) -> None:
-        self.find = find
+    def __init__(self, size_of: Callable[[], int]) -> None:
+        self.size_of = size_of
         self.changes: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -186,13 +202,10 @@ class SizeWatcher:
 
     def _run(self) -> None:
         last = -1
-        path = None
         while not self._stop.is_set():
-            if path is None:
-                path = self.find()
             try:
-                size = path.stat().st_size if path is not None else 0
-            except OSError:
+                size = self.size_of()
+            except sqlite3.Error:
                 size = 0
             if size != last:
                 self.changes.append((time.time(), size))
@@ -200,17 +213,18 @@ class SizeWatcher:
             time.sleep(0.0005)
 
     def reached(self, offset: int) -> float | None:
-        """When the file first held `offset` bytes."""
+        """When the store first held `offset` bytes."""
         for t, size in self.changes:
             if size >= offset:
                 return t
         return None
 
 
-def measure_latency(client: Client, logs_dir: Path, seconds: float, period: float) -> dict:
+def measure_latency(client: Client, stored: StoredSize, seconds: float, period: float) -> dict:
     sizes = {"stdout": 0, "stderr": 0}
     partial = bytearray()  # stdout after its last newline
     lines: list[tuple[str, float]] = []  # (line, received_at of the message that completed it)
+    frames: list[float] = []  # received_at of each stdout output message
     problems: list[str] = []
 
     def on_output(stream: str, offset: int, data: bytes, received_at: float) -> None:
@@ -218,6 +232,7 @@ def measure_latency(client: Client, logs_dir: Path, seconds: float, period: floa
             problems.append(f"{stream}: message at {offset}, expected {sizes[stream]}")
         sizes[stream] = offset + len(data)
         if stream == "stdout":
+            frames.append(received_at)
             partial.extend(data)
             *complete, rest = partial.split(b"\n")
             lines.extend((line.decode(), received_at) for line in complete)
@@ -226,7 +241,7 @@ def measure_latency(client: Client, logs_dir: Path, seconds: float, period: floa
     code = TICKER.format(period=period, seconds=seconds)
     posted_at = time.time()
     run_id = client.submit("bench-live-ticker", code, wall_seconds=seconds + 20)
-    with SizeWatcher(lambda: stored_stdout(logs_dir, run_id)) as store:
+    with SizeWatcher(lambda: stored(run_id)) as store:
         final = asyncio.run(client.follow(run_id, on_output))
     run = client.wait(run_id)
     if run["status"] != "succeeded":
@@ -269,8 +284,11 @@ def measure_latency(client: Client, logs_dir: Path, seconds: float, period: floa
         "lowest latency of the first and the last quarter agree within 20 ms": abs(floor_first - floor_last) < 20,
         "print span within 5 % of the requested seconds": abs(printed_span - seconds) < 0.05 * seconds,
     }
+    busiest_second = max(sum(1 for t in frames if start <= t < start + 1.0) for start in frames)
     return {
         "run_id": run_id,
+        "frames": len(frames),
+        "frames_busiest_second": busiest_second,
         "lines": len(printed),
         "lines_live": len(live),
         "lines_before_connect": len(printed) - len(live),
@@ -283,7 +301,7 @@ def measure_latency(client: Client, logs_dir: Path, seconds: float, period: floa
             "max": round(max(latencies_ms), 2),
             "mean": round(statistics.fmean(latencies_ms), 2),
         },
-        # The same latency in two legs (the store's file polled every 0.5 ms): the sandbox's pipe,
+        # The same latency in two legs (the store polled every 0.5 ms): the sandbox's pipe,
         # runsc and the worker's pump; then the publisher's batching, Redis, daphne, the client.
         "print_to_store_ms": legs(to_store_ms),
         "store_to_client_ms": legs(store_to_client_ms),
@@ -397,22 +415,19 @@ class RssSampler:
         }
 
 
-def wait_for_size(path_of, size: int, found: dict, stop: threading.Event) -> None:
-    """Poll the log store's stdout file every ms; note when it first holds `size` bytes."""
-    path = None
+def wait_for_size(size_of: Callable[[], int], size: int, found: dict, stop: threading.Event) -> None:
+    """Poll the log store every ms; note when the run's stdout first holds `size` bytes."""
     while not stop.is_set():
-        if path is None:
-            path = path_of()
         try:
-            if path is not None and path.stat().st_size >= size:
+            if size_of() >= size:
                 found["at"] = time.time()
                 return
-        except OSError:
+        except sqlite3.Error:
             pass
         time.sleep(0.001)
 
 
-def measure_flood(client: Client, stack: Stack, logs_dir: Path, flood_mib: int) -> dict:
+def measure_flood(client: Client, stack: Stack, stored: StoredSize, flood_mib: int) -> dict:
     if stack.worker is None:
         raise BenchError("the stack has no worker")
     received = {"stdout": 0, "stderr": 0}
@@ -430,11 +445,9 @@ def measure_flood(client: Client, stack: Stack, logs_dir: Path, flood_mib: int) 
     stored_cap: dict[str, float] = {}
     stop = threading.Event()
 
-    def path_of() -> Path | None:
-        run_id = run_holder.get("id")
-        return None if run_id is None else stored_stdout(logs_dir, run_id)
-
-    poller = threading.Thread(target=wait_for_size, args=(path_of, OUTPUT_CAP, stored_cap, stop), daemon=True)
+    poller = threading.Thread(
+        target=wait_for_size, args=(lambda: stored(run_holder.get("id")), OUTPUT_CAP, stored_cap, stop), daemon=True
+    )
     with RssSampler(stack.worker.pid) as rss:
         poller.start()
         posted_at = time.time()
@@ -496,6 +509,12 @@ def table(result: dict) -> str:
         (
             "(a)   log store → client, p50 / p99",
             f"{lat['store_to_client_ms']['p50']} / {lat['store_to_client_ms']['p99']} ms",
+            "",
+            "",
+        ),
+        (
+            "(a) stdout frames received: all / busiest second",
+            f"{lat['frames']} / {lat['frames_busiest_second']}",
             "",
             "",
         ),
@@ -591,9 +610,11 @@ def main() -> int:
             for code in ("print('warm')\n", WARM_UP):  # imports, first sandbox, the cap path
                 client.wait(client.submit("bench-live-warm-up", code, wall_seconds=30))
             print(f"(a) {args.seconds:g} s of lines every {args.period_ms:g} ms ...", flush=True)
-            latency = measure_latency(client, var_dir / "logs", args.seconds, args.period_ms / 1000)
+            latency = measure_latency(
+                client, StoredSize(var_dir / "crucible.sqlite3"), args.seconds, args.period_ms / 1000
+            )
             print(f"(b) {args.flood_mib} MiB to stdout against a {OUTPUT_CAP // MiB} MiB cap ...", flush=True)
-            flood = measure_flood(client, stack, var_dir / "logs", args.flood_mib)
+            flood = measure_flood(client, stack, StoredSize(var_dir / "crucible.sqlite3"), args.flood_mib)
     except BenchError as exc:
         print(f"bench: measurement failed: {exc}", file=sys.stderr)
         return 1

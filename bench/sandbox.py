@@ -365,6 +365,50 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
                 print(f"  note: an idle {engine.name} sandbox ended {r.status}/{r.reason}: {r.detail}", file=sys.stderr)
 
 
+def pooled_memory(config: EngineConfig, n: int, timeout: float = 60.0) -> dict[str, Any]:
+    """Boot n pooled sandboxes (an engine with pool_size=n, no run) and measure each one's processes."""
+    engine = get_engine("runsc", dataclasses.replace(config, pool_size=n, warm_launchers=False))
+    assert isinstance(engine, RunscEngine)
+    try:
+        engine.prepare(ExecRequest(files={"main.py": CODE.encode()}))
+        for pool in engine._pools.values():
+            pool.prefill(n)
+        deadline = time.monotonic() + timeout
+        while len(engine.warm_run_ids()) < n:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{len(engine.warm_run_ids())} of {n} pooled sandboxes booted in {timeout:g}s")
+            time.sleep(0.05)
+        time.sleep(2.0)
+        per: list[dict[str, int]] = []
+        usage = 0
+        by_kind: dict[str, dict[str, float]] = {}
+        for run_id in engine.warm_run_ids():
+            total = {"pss": 0, "rss": 0}
+            for pid in cgroup_procs(f"{config.cgroup_parent}/{run_id}"):
+                mem = memory_of(pid)
+                if mem is None:
+                    continue
+                k = by_kind.setdefault(process_kind(pid), {"processes": 0, "pss": 0, "rss": 0})
+                k["processes"] += 1 / n
+                for key in ("pss", "rss"):
+                    total[key] += mem[key]
+                    k[key] += mem[key] / n / MiB
+            usage += cgroups.RunCgroup(config.cgroup_parent, run_id).stats().memory_bytes or 0
+            per.append(total)
+        return {
+            "n": n,
+            "pss_per_sandbox_mib": round(sum(t["pss"] for t in per) / n / MiB, 1),
+            "pss_max_mib": round(max(t["pss"] for t in per) / MiB, 1),
+            "rss_per_sandbox_mib": round(sum(t["rss"] for t in per) / n / MiB, 1),
+            "cgroup_memory_usage_per_sandbox_mib": round(usage / n / MiB, 1),
+            "by_process_kind_per_sandbox_mib": {
+                k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in sorted(by_kind.items())
+            },
+        }
+    finally:
+        engine.close()
+
+
 # -- 4. import-heavy script ---------------------------------------------------------------------------
 
 
@@ -804,9 +848,15 @@ def main() -> int:
         # 1. latency: every round measures each system once, in a shuffled order, so whatever the
         # order would favour (one run's teardown overlapping the next one's start, an idle spell
         # before the first) falls on all alike.
-        cold = get_engine("runsc", dataclasses.replace(config, warm_launchers=False))
+        # `engine` keeps pooled sandboxes (its default); `unpooled` boots each run from a warm
+        # launcher; `cold` boots each run from nothing.
+        unpooled = get_engine("runsc", dataclasses.replace(config, pool_size=0))
+        cold = get_engine("runsc", dataclasses.replace(config, pool_size=0, warm_launchers=False))
         stack.callback(cold.sweep)
-        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown", "engine_cold"]
+        stack.callback(unpooled.close)
+        engine.prepare(ExecRequest(files={"main.py": CODE.encode()}))
+        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown", "engine_unpooled"]
+        names.append("engine_cold")
         if docker:
             names.append("docker")
         lat: dict[str, list[float]] = {k: [] for k in names}
@@ -838,6 +888,11 @@ def main() -> int:
             cpu["engine"].append(own1 - own0 + kids1 - kids0)
             cpu["engine, this process"].append(own1 - own0)
 
+        def measure_unpooled() -> None:
+            t = time.perf_counter()
+            attempt("runsc engine, pool off", lambda: engine_sample(unpooled), failures, retry_on=RETRY_ON)
+            lat["engine_unpooled"].append(time.perf_counter() - t)
+
         def measure_cold() -> None:
             t = time.perf_counter()
             attempt("runsc engine, cold", lambda: engine_sample(cold), failures, retry_on=RETRY_ON)
@@ -849,7 +904,8 @@ def main() -> int:
             attempt("docker engine", lambda: engine_sample(docker), failures, retry_on=RETRY_ON)
             lat["docker"].append(time.perf_counter() - t)
 
-        measures = [measure_python3, measure_raw, measure_engine, measure_cold] + ([measure_docker] if docker else [])
+        measures = [measure_python3, measure_raw, measure_engine, measure_unpooled, measure_cold]
+        measures += [measure_docker] if docker else []
         with phase(f"1. latency: {args.warmup} warm-up + {args.samples} rounds, each in a shuffled order"):
             for i in range(args.warmup + args.samples):
                 if i == args.warmup:
@@ -866,6 +922,7 @@ def main() -> int:
         systems: dict[str, Callable[[int], Callable[[], object]]] = {
             "raw runsc": lambda i: raws[i].sample,
             "runsc engine": lambda i: lambda: engine_sample(engine),
+            "runsc engine, pool off": lambda i: lambda: engine_sample(unpooled),
         }
         if docker:
             systems["docker engine"] = lambda i: lambda: engine_sample(docker)
@@ -884,6 +941,7 @@ def main() -> int:
         memory: dict[str, Any] = {}
         with phase(f"3. memory: {args.idle} idle sandboxes per engine"):
             memory["runsc engine"] = idle_memory(engine, cgroup_parent, args.idle)
+            memory["pooled sandbox, waiting for a run"] = pooled_memory(config, args.idle)
             if docker:
                 memory["docker engine"] = idle_memory(docker, f"{cgroup_parent}-docker", args.idle)
 
@@ -955,10 +1013,11 @@ def main() -> int:
         ("(a) python3 -c 'print(1)'", latency["python3"]),
         ("(b) raw runsc run + delete", latency["runsc"]),
         ("    raw runsc run only  [baseline]", latency["runsc_run_only"]),
-        ("(c) runsc engine execute()", latency["engine"]),
+        ("(c) runsc engine execute(), pool on", latency["engine"]),
         ("    its timings.boot_seconds", latency["engine_boot"]),
         ("    its timings.teardown_seconds", latency["engine_teardown"]),
-        ("    the same, launchers not warm (cold)", latency["engine_cold"]),
+        ("    the same, pool off (warm launchers)", latency["engine_unpooled"]),
+        ("    the same, pool off, launchers cold", latency["engine_cold"]),
     ]
     if docker:
         rows.append(("(d) docker engine execute()", latency["docker"]))

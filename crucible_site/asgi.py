@@ -11,6 +11,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from evaluations.live.auth import WebsocketAuthStack  # noqa: E402
 from evaluations.live.routing import websocket_urlpatterns  # noqa: E402
+from evaluations.monitoring.logging import daphne_access_log_through_logging  # noqa: E402
+
+daphne_access_log_through_logging()  # daphne's access lines follow CRUCIBLE_LOG_FORMAT too
 
 application = ProtocolTypeRouter(
     {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -51,3 +54,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [x.strip() for x in raw.split(",") if x.strip()]
+
+
+def generated_secret(path: Path) -> str:
+    """The secret in `path`, made (random, 0600) by the first process to need it.
+
+    Written whole under a temporary name, then linked in place: processes starting together never
+    read a half-written file, and a link (unlike a rename) never replaces the one that won.
+    """
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(50))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process's key won: read that one
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()

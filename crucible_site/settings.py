@@ -6,7 +6,7 @@ CRUCIBLE_PRODUCTION=1 turns the unsafe defaults into start-up errors.
 from __future__ import annotations
 
 import os
-import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -16,7 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from crucible_site.env import env_bool, env_float, env_int, env_list, env_str
+from crucible_site.env import env_bool, env_float, env_int, env_list, env_str, generated_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CRUCIBLE_VAR_DIR", str(BASE_DIR / "var")))
@@ -33,11 +33,7 @@ def _secret_key() -> str:
     if PRODUCTION:
         raise ImproperlyConfigured("CRUCIBLE_SECRET_KEY (or CRUCIBLE_SECRET_KEY_FILE) must be set in production")
     # Embedded default: a random key made once per checkout, never a literal in the source.
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    return generated_secret(VAR_DIR / "secret_key")
 
 
 SECRET_KEY = _secret_key()
@@ -46,6 +42,21 @@ if PRODUCTION and DEBUG:
 
 ALLOWED_HOSTS = env_list("CRUCIBLE_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CRUCIBLE_CSRF_TRUSTED_ORIGINS", [])
+
+
+def _run_command_origins() -> list[str]:
+    """The origins of the run command's URL (CRUCIBLE_HOST:CRUCIBLE_PORT, as `make run` sets them)."""
+    host, port = env_str("CRUCIBLE_HOST", "127.0.0.1"), env_str("CRUCIBLE_PORT", "8000")
+    if host in ("0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):  # noqa: S104 - names, not a bind
+        hosts = ["127.0.0.1", "localhost", "[::1]"]  # one machine, any name for it
+    else:
+        hosts = [f"[{host}]" if ":" in host else host]
+    return [f"http://{name}:{port}" for name in hosts]
+
+
+# Where browsers may open websockets from: scheme://host[:port], compared exactly (a wildcard in
+# ALLOWED_HOSTS lets no origin in). Behind a TLS proxy: the public https:// origin.
+CRUCIBLE_ALLOWED_ORIGINS = env_list("CRUCIBLE_ALLOWED_ORIGINS", CSRF_TRUSTED_ORIGINS or _run_command_origins())
 
 INSTALLED_APPS = [
     "daphne",
@@ -57,13 +68,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rules",
     "rest_framework",
+    "drf_spectacular",  # the OpenAPI schema of the API (evaluations/api/openapi.py)
     "channels",
     "evaluations",
+    "axes",  # failed-login lockouts (evaluations/accounts/login_limits.py)
 ]
 
 MIDDLEWARE = [
+    "evaluations.monitoring.logging.RequestLogMiddleware",  # request id, log context, one line per request
     "django.middleware.security.SecurityMiddleware",
+    "evaluations.content_security.ContentSecurityPolicyMiddleware",  # script-src 'self', no inline code
+    "evaluations.static_compression.StaticGZipMiddleware",  # gzip for WhiteNoise's static files only
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "evaluations.monitoring.request_metrics.RequestMetricsMiddleware",  # latency by route, for /metrics
     "evaluations.unavailable.ServiceUnavailableMiddleware",  # 503, not 500, while the database or Redis is down
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out login into a 429 (last, as axes asks)
 ]
 
 ROOT_URLCONF = "crucible_site.urls"
@@ -98,6 +116,26 @@ DATABASE_URL = env_str("CRUCIBLE_DATABASE_URL", f"sqlite:///{VAR_DIR / 'crucible
 # Connections close at the end of each request: under ASGI every request runs in a thread of its
 # own, and a persistent connection per thread piles up until the server refuses more.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# The web process (daphne loads these settings while importing asgi.py) borrows PostgreSQL
+# connections from a pool instead: opening one per request was a tenth of its CPU under load. Not
+# workers: Celery's prefork fixup closes the pool after every task. Checked on borrow: a restarted
+# server heals.
+DB_POOL_SIZE = env_int("CRUCIBLE_DB_POOL_SIZE", 10)
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and DB_POOL_SIZE > 0
+    and "crucible_site.asgi" in sys.modules
+):
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = "crucible-web"
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 2,
+        "max_size": DB_POOL_SIZE,
+        # None free (all borrowed, or the server is down and none can be made): wait this long, then
+        # the request answers 503.
+        "timeout": 2,
+        "max_idle": 60,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write at once: WAL + immediate transactions + a busy timeout.
     DATABASES["default"]["OPTIONS"] = {
@@ -111,6 +149,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
+    "evaluations.accounts.login_limits.LoginLockoutBackend",  # first: refuses locked-out logins
     "rules.permissions.ObjectPermissionBackend",  # evaluations/accounts/permissions.py
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -120,6 +159,24 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Self-registration (/signup/ makes researchers). Off: accounts come from admins (invitations).
 CRUCIBLE_ALLOW_SIGNUP = env_bool("CRUCIBLE_ALLOW_SIGNUP", False)
+# Failed logins (the login page and the admin's): after this many for one username, or from one
+# client address, logins from there are refused (429) for CRUCIBLE_LOGIN_LOCKOUT_SECONDS after the
+# last failure. Counted in the cache (Redis) by django-axes, so every web process agrees.
+CRUCIBLE_LOGIN_FAILURE_LIMIT = env_int("CRUCIBLE_LOGIN_FAILURE_LIMIT", 10)
+CRUCIBLE_LOGIN_LOCKOUT_SECONDS = env_int("CRUCIBLE_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+if CRUCIBLE_LOGIN_FAILURE_LIMIT < 1 or CRUCIBLE_LOGIN_LOCKOUT_SECONDS < 1:
+    raise ImproperlyConfigured("CRUCIBLE_LOGIN_FAILURE_LIMIT and CRUCIBLE_LOGIN_LOCKOUT_SECONDS must be at least 1")
+AXES_HANDLER = "evaluations.accounts.login_limits.LoginLockoutCacheHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_FAILURE_LIMIT = "evaluations.accounts.login_limits.failure_limit"
+AXES_COOLOFF_TIME = "evaluations.accounts.login_limits.lockout_time"
+AXES_LOCKOUT_CALLABLE = "evaluations.accounts.login_limits.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "evaluations.accounts.audit.client_ip"  # honours CRUCIBLE_TRUSTED_PROXIES
+# Attempts while locked out do not push the end of the lockout further away.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_ENABLE_ADMIN = False  # the audit log records logins, failures and lockouts
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "run-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -135,17 +192,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_str("CRUCIBLE_STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True  # serve straight from static/ without a collectstatic step
 
-# Run output and metric samples, appended by workers with byte offsets, read by the web side.
-# A FileSystemStorage: several hosts share it as a common volume.
-CRUCIBLE_LOGS_DIR = Path(env_str("CRUCIBLE_LOGS_DIR", str(VAR_DIR / "logs")))
+# Run output and metric samples are rows in the database (evaluations/runs/logstore.py): web and
+# workers on different hosts share no disk.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "logs": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(CRUCIBLE_LOGS_DIR)},
-    },
 }
+# Retention: the output, metric samples and uploaded archives of runs that ended more than this many
+# days ago are deleted (0: kept forever), by the reconciler every CRUCIBLE_RETENTION_EVERY_SECONDS,
+# at most CRUCIBLE_RETENTION_BATCH runs a pass (evaluations/runs/retention.py).
+CRUCIBLE_RETENTION_DAYS = env_float("CRUCIBLE_RETENTION_DAYS", 30.0)
+CRUCIBLE_RETENTION_EVERY_SECONDS = env_float("CRUCIBLE_RETENTION_EVERY_SECONDS", 3600.0)
+CRUCIBLE_RETENTION_BATCH = env_int("CRUCIBLE_RETENTION_BATCH", 500)
 
 # Request bodies: code is capped at 1 MiB; the body may carry a little more (multipart framing).
 CRUCIBLE_MAX_CODE_BYTES = env_int("CRUCIBLE_MAX_CODE_BYTES", 1024 * 1024)
@@ -154,14 +212,29 @@ CRUCIBLE_MAX_UPLOAD_BYTES = env_int("CRUCIBLE_MAX_UPLOAD_BYTES", 10 * 1024 * 102
 CRUCIBLE_MAX_PROJECT_BYTES = env_int("CRUCIBLE_MAX_PROJECT_BYTES", 32 * 1024 * 1024)
 CRUCIBLE_MAX_PROJECT_FILES = env_int("CRUCIBLE_MAX_PROJECT_FILES", 1000)
 CRUCIBLE_MAX_STDIN_BYTES = env_int("CRUCIBLE_MAX_STDIN_BYTES", 1024 * 1024)
+# A batch runs one submission over inputs x configurations: at most this many runs (evaluations/batches/).
+CRUCIBLE_MAX_BATCH_RUNS = env_int("CRUCIBLE_MAX_BATCH_RUNS", 1000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CRUCIBLE_MAX_CODE_BYTES * 3
 FILE_UPLOAD_MAX_MEMORY_SIZE = CRUCIBLE_MAX_CODE_BYTES * 3
+# The web server (crucible_site/web.py) answers 413 to a body over this before reading it: the
+# largest upload (or form) plus stdin and the form's own fields and framing.
+CRUCIBLE_MAX_REQUEST_BYTES = env_int(
+    "CRUCIBLE_MAX_REQUEST_BYTES",
+    max(CRUCIBLE_MAX_UPLOAD_BYTES, DATA_UPLOAD_MAX_MEMORY_SIZE) + CRUCIBLE_MAX_STDIN_BYTES + 64 * 1024,
+)
 
+# Behind a reverse proxy that ends TLS and sets X-Forwarded-Proto (README, "Behind a TLS proxy"): requests it
+# marks https count as secure, HSTS is sent, cookies and invitation links are https only.
+CRUCIBLE_BEHIND_TLS_PROXY = env_bool("CRUCIBLE_BEHIND_TLS_PROXY", False)
+if CRUCIBLE_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("CRUCIBLE_HSTS_SECONDS", 365 * 24 * 3600)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = PRODUCTION
-CSRF_COOKIE_SECURE = PRODUCTION
+SESSION_COOKIE_SECURE = PRODUCTION or CRUCIBLE_BEHIND_TLS_PROXY
+CSRF_COOKIE_SECURE = PRODUCTION or CRUCIBLE_BEHIND_TLS_PROXY
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"  # run pages' URLs stay on this site
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -180,6 +253,23 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "evaluations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Crucible API",
+    "DESCRIPTION": "Submit Python code to run in a gVisor sandbox, follow its runs and read their output.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],  # the schema is no secret
+    "COMPONENT_SPLIT_REQUEST": True,  # uploads are binary in requests, runs have read-only fields
+    "COMPONENT_SPLIT_PATCH": False,  # PATCH bodies are checked as whole ones
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "PREPROCESSING_HOOKS": ["evaluations.api.openapi.only_the_rest_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "evaluations.api.openapi.add_links",
+        "evaluations.api.openapi.strict_bodies",
+    ],
 }
 
 # Redis: Celery broker, the Channels layer and the cache (API rate-limit counters, shared by
@@ -218,7 +308,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "runs"
-CELERY_TASK_ROUTES = {"evaluations.*": {"queue": "runs"}}
+# Webhook tries have a queue of their own: in the runs queue they would wait behind every run's message.
+CELERY_TASK_ROUTES = {"evaluations.webhook_deliver": {"queue": "webhooks"}, "evaluations.*": {"queue": "runs"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -253,6 +344,8 @@ CRUCIBLE_SANDBOX_ENGINE = env_str("CRUCIBLE_SANDBOX_ENGINE", "runsc")
 if PRODUCTION and CRUCIBLE_SANDBOX_ENGINE == "subprocess":
     raise ImproperlyConfigured("the subprocess engine is not a sandbox and is refused in production")
 CRUCIBLE_RUNSC_PATH = env_str("CRUCIBLE_RUNSC_PATH", "runsc")
+# Sandboxes each worker process keeps booted for its next runs (runsc engine; 0: every run boots).
+CRUCIBLE_SANDBOX_POOL_SIZE = env_int("CRUCIBLE_SANDBOX_POOL_SIZE", 2)
 # For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.docker.daemon starts one).
 CRUCIBLE_DOCKER_URL = env_str("CRUCIBLE_DOCKER_URL", "unix:///var/run/docker.sock")
 CRUCIBLE_IMAGES_DIR = Path(env_str("CRUCIBLE_IMAGES_DIR", str(VAR_DIR / "images")))
@@ -271,17 +364,50 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # The run lifecycle (docs/lifecycle.md). A running run whose worker has not renewed its lease for
 # this long lost its worker; the reconciler, every CRUCIBLE_RECONCILE_SECONDS, ends it.
 CRUCIBLE_RUN_LEASE_SECONDS = env_float("CRUCIBLE_RUN_LEASE_SECONDS", 30.0)
+# Webhooks (evaluations/webhooks/, docs/webhooks.md): tries per run end, the wait before the second
+# (each next one 3x longer), the time a try may take, and how much of an answer is read. Loopback,
+# link-local and private addresses are refused unless CRUCIBLE_WEBHOOK_ALLOW_PRIVATE is on.
+CRUCIBLE_WEBHOOK_TRIES = env_int("CRUCIBLE_WEBHOOK_TRIES", 5)
+CRUCIBLE_WEBHOOK_BACKOFF_SECONDS = env_float("CRUCIBLE_WEBHOOK_BACKOFF_SECONDS", 30.0)
+CRUCIBLE_WEBHOOK_TIMEOUT_SECONDS = env_float("CRUCIBLE_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+CRUCIBLE_WEBHOOK_MAX_RESPONSE_BYTES = env_int("CRUCIBLE_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+CRUCIBLE_WEBHOOK_ALLOW_PRIVATE = env_bool("CRUCIBLE_WEBHOOK_ALLOW_PRIVATE", False)
+# The site's address as its users reach it: the links in a webhook's body start with it.
+CRUCIBLE_SITE_URL = env_str("CRUCIBLE_SITE_URL", "http://127.0.0.1:8000")
+# Whose run a worker with a free slot starts: "fair" takes turns across users (evaluations/runs/
+# scheduling.py); "fifo" starts the run its message names, for comparison (bench/fair.py).
+CRUCIBLE_SCHEDULER = env_str("CRUCIBLE_SCHEDULER", "fair")
+if CRUCIBLE_SCHEDULER not in ("fair", "fifo"):
+    raise ImproperlyConfigured(f"CRUCIBLE_SCHEDULER must be fair or fifo, got {CRUCIBLE_SCHEDULER!r}")
 CRUCIBLE_RECONCILE_SECONDS = env_float("CRUCIBLE_RECONCILE_SECONDS", 5.0)
 # A stopping worker (SIGTERM, Ctrl-C) lets running runs finish for this long, then ends them.
 CRUCIBLE_STOP_GRACE_SECONDS = env_float("CRUCIBLE_STOP_GRACE_SECONDS", 30.0)
 # A worker retries storing a run's result this long, then hands it to the reconciler through Redis.
 CRUCIBLE_FINAL_WRITE_RETRY_SECONDS = env_float("CRUCIBLE_FINAL_WRITE_RETRY_SECONDS", 60.0)
 
+# Prometheus /metrics (docs/monitoring.md): admins' API tokens may scrape it, and so may these client
+# addresses or networks (e.g. 10.0.0.5,10.1.0.0/16; none by default). Processes record their metrics
+# in files under CRUCIBLE_METRICS_DIR, one directory per process group.
+CRUCIBLE_METRICS_ALLOWED_ADDRESSES = env_list("CRUCIBLE_METRICS_ALLOWED_ADDRESSES", [])
+CRUCIBLE_METRICS_DIR = Path(env_str("CRUCIBLE_METRICS_DIR", str(VAR_DIR / "metrics")))
+
+# Logs: one JSON object per line (production's default) or text lines for a person; each line
+# carries the run, user and request or task it is about (evaluations/monitoring/logging.py).
+CRUCIBLE_LOG_FORMAT = env_str("CRUCIBLE_LOG_FORMAT", "json" if PRODUCTION else "text").strip().lower()
+if CRUCIBLE_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"CRUCIBLE_LOG_FORMAT must be json or text, got {CRUCIBLE_LOG_FORMAT!r}")
+LOGGING_CONFIG = "evaluations.monitoring.logging.configure_logging"  # dictConfig, and warnings as lines
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "evaluations.monitoring.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "evaluations.monitoring.logging.JsonFormatter"},
+        "text": {"()": "evaluations.monitoring.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CRUCIBLE_LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("CRUCIBLE_LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }

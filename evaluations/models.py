@@ -30,6 +30,12 @@ class Submission(models.Model):
     # The owner's choice: teammates may read its runs (read-only).
     shared_with_team = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
+    # An admin's choice: retention (runs/retention.py) keeps its archive and its runs' output.
+    pinned = models.BooleanField(default=False)
+    # When retention deleted the uploaded archive (the entry point's text in `code` stays).
+    archive_expired_at = models.DateTimeField(null=True, blank=True)
+    # Told when each of its runs ends (evaluations/webhooks/); "": the owner's default, if any.
+    callback_url = models.CharField(max_length=2000, blank=True, default="")
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -38,8 +44,53 @@ class Submission(models.Model):
         return f"{self.name} (#{self.pk})"
 
 
+class Batch(models.Model):
+    """One submission run over N inputs × M configurations (evaluations/batches/)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches")
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="batches")
+    name = models.CharField(max_length=200)
+    # [{"label", "wall_seconds", "memory_mb"}]: small, so kept whole; each run keeps its index.
+    configs = models.JSONField(default=list)
+    # What its inputs' texts add to the owner's storage (counted like a submission's stdin).
+    inputs_bytes = models.BigIntegerField(default=0)
+    # Told when each of its runs ends (evaluations/webhooks/); "": the submission's or owner's.
+    callback_url = models.CharField(max_length=2000, blank=True, default="")
+    # A re-run of another batch's failed runs points at it.
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"batch {self.name} (#{self.pk})"
+
+
+class BatchInput(models.Model):
+    """One input of a batch: stdin text, or a project file as stdin, and arguments after the batch's."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="inputs")
+    index = models.PositiveIntegerField()
+    label = models.CharField(max_length=200, blank=True, default="")
+    stdin = models.TextField(null=True, blank=True)  # noqa: DJ001 - NULL: the submission's stdin
+    stdin_file = models.CharField(max_length=255, blank=True, default="")  # a file of the project
+    argv = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["batch", "index"]
+        constraints = [models.UniqueConstraint(fields=["batch", "index"], name="batch_input_unique_index")]
+
+    def __str__(self) -> str:
+        return f"input {self.index} of batch #{self.batch_id}"
+
+
 class Run(models.Model):
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="runs")
+    # A batch's run: which input and which of the batch's configs it runs (NULL for a single run).
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+    batch_input = models.ForeignKey(BatchInput, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    batch_config = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     # NULL, not "", while a run has no reason: the API reports it as null.
     reason = models.CharField(max_length=32, choices=RunReason.choices, null=True, blank=True)  # noqa: DJ001
@@ -60,12 +111,17 @@ class Run(models.Model):
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # From the worker's claim to the sandbox having booted, stored with the run's end; NULL if it
+    # never booted or the engine does not say. /metrics builds its histogram from it (any host).
+    sandbox_start_seconds = models.FloatField(null=True, blank=True)
 
-    # The output itself lives in the log store (evaluations/runs/logstore.py), with byte offsets.
+    # The output itself is in OutputChunk rows (evaluations/runs/logstore.py), with byte offsets.
     stdout_bytes = models.BigIntegerField(default=0)  # written by the program, may exceed what is kept
     stderr_bytes = models.BigIntegerField(default=0)
     stdout_truncated = models.BooleanField(default=False)
     stderr_truncated = models.BooleanField(default=False)
+    # When retention deleted its output and metric samples; the row and its usage stay.
+    output_expired_at = models.DateTimeField(null=True, blank=True)
 
     # Set by a cancel request; the worker running the sandbox watches it.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
@@ -91,6 +147,12 @@ class Run(models.Model):
                 name="run_reason_valid",
             ),
         ]
+        indexes = [
+            # Retention's hourly look for old output: runs whose output is gone leave the index.
+            models.Index(
+                fields=["finished_at"], condition=models.Q(output_expired_at__isnull=True), name="run_output_kept_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"run #{self.pk} ({self.status})"
@@ -110,6 +172,50 @@ class Run(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+# --- Run output and metric samples (evaluations/runs/logstore.py) ---------------------------------
+
+STREAM_CHOICES = [(s.value, s.value) for s in sandbox.Stream]
+
+
+class OutputChunk(models.Model):
+    """Bytes [offset, offset + size) of one stream of a run's output, as a worker stored them (in
+    batches, before publishing them: docs/live-runs.md). A stream's chunks are contiguous from 0."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)  # (see Meta)
+    stream = models.CharField(max_length=8, choices=STREAM_CHOICES)
+    offset = models.BigIntegerField()
+    size = models.IntegerField()
+    data = models.BinaryField()
+    # When it was stored, within milliseconds of being written: the run page's per-line times.
+    created = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Its index serves every read: "the chunk holding byte N, and the ones after it, up to M".
+            models.UniqueConstraint(fields=["run", "stream", "offset"], name="output_chunk_unique_offset"),
+            models.CheckConstraint(
+                condition=models.Q(stream__in=[s.value for s in sandbox.Stream]), name="output_chunk_stream_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} {self.stream} [{self.offset}, {self.offset + self.size})"
+
+
+class MetricBatch(models.Model):
+    """Metric samples of a run (the dicts of docs/live-runs.md), as many as one store batch held."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)  # (see Meta)
+    last_t = models.FloatField()  # `t` of its last sample: a reader that has samples until t skips the rest
+    samples = models.JSONField()
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "last_t"], name="metric_batch_run_t_idx")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} samples until {self.last_t}"
 
 
 # --- Accounts: roles, teams, quotas, tokens, audit -------------------------------------------------
@@ -133,6 +239,12 @@ class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.RESEARCHER)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # When a worker last claimed one of their runs: fair scheduling serves the longest unserved first.
+    last_run_started_at = models.DateTimeField(null=True, blank=True)
+    # Webhooks (evaluations/webhooks/): the default callback for their runs, and the key that signs
+    # deliveries (shown once when made; kept, since every delivery is signed with it).
+    webhook_url = models.CharField(max_length=2000, blank=True, default="")
+    webhook_secret = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(role__in=Role.values), name="profile_role_valid")]
@@ -163,21 +275,44 @@ class QuotaFields(models.Model):
     """The quotas; per role in QuotaPolicy, overridable per user in QuotaOverride (NULL = the role's).
     Per-run quotas must lie within what the sandbox accepts: below its minimum no run could start."""
 
-    concurrent_runs = models.PositiveIntegerField(null=True, blank=True)
-    runs_per_day = models.PositiveIntegerField(null=True, blank=True)
+    # The verbose names are the admin's labels: words, with their unit.
+    concurrent_runs = models.PositiveIntegerField("runs at once", null=True, blank=True)
+    runs_per_day = models.PositiveIntegerField("runs per day", null=True, blank=True)
     cpu_seconds_per_day = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0, "Must not be negative (0 lets no run start).")]
+        "CPU seconds per day",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0, "Must not be negative (0 lets no run start).")],
     )
     max_wall_seconds = models.FloatField(
-        null=True, blank=True, validators=_sandbox_range("wall_seconds", what="wall time", unit="s")
+        "longest wall time per run (s)",
+        null=True,
+        blank=True,
+        validators=_sandbox_range("wall_seconds", what="wall time", unit="s"),
     )
     max_memory_mb = models.PositiveIntegerField(
-        null=True, blank=True, validators=_sandbox_range("memory_bytes", what="memory", unit="MiB", scale=MiB)
+        "most memory per run (MiB)",
+        null=True,
+        blank=True,
+        validators=_sandbox_range("memory_bytes", what="memory", unit="MiB", scale=MiB),
     )
     max_output_bytes = models.PositiveBigIntegerField(
-        null=True, blank=True, validators=_sandbox_range("stdout_bytes", what="output per stream", unit="bytes")
+        "most output per stream (bytes)",
+        null=True,
+        blank=True,
+        validators=_sandbox_range("stdout_bytes", what="output per stream", unit="bytes"),
     )
     max_upload_bytes = models.PositiveBigIntegerField(
+        "largest upload (bytes)",
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(MIN_UPLOAD_BYTES, f"Must be at least {MIN_UPLOAD_BYTES} bytes: less holds no program.")
+        ],
+    )
+    # Everything kept for the user at once: code and uploads, plus their runs' output until it expires.
+    storage_bytes = models.PositiveBigIntegerField(
+        "storage (bytes)",
         null=True,
         blank=True,
         validators=[
@@ -193,6 +328,7 @@ class QuotaFields(models.Model):
         "max_memory_mb",
         "max_output_bytes",
         "max_upload_bytes",
+        "storage_bytes",
     )
 
     class Meta:
@@ -229,6 +365,7 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        verbose_name = "API token"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -288,3 +425,38 @@ class IdempotentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class WebhookDelivery(models.Model):
+    """One try to tell a run's callback URL that the run ended (evaluations/webhooks/delivery.py)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    attempt = models.PositiveSmallIntegerField()
+    url = models.CharField(max_length=2000)
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)  # NULL: no answer (see error)
+    error = models.CharField(max_length=500, blank=True, default="")
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "attempt"]
+        # A redelivered task message finds its attempt taken and sends nothing twice.
+        constraints = [models.UniqueConstraint(fields=["run", "attempt"], name="webhook_delivery_unique_attempt")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} webhook try {self.attempt}"
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def url_origin(self) -> str:
+        return url_origin(self.url)
+
+
+def url_origin(url: str) -> str:
+    """A callback URL as others than its owner see it: a path or query may hold a token."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/…" if host else "…"

@@ -12,6 +12,7 @@ import logging
 import re
 import sqlite3
 
+from django.db import connections
 from django.db import utils as db_utils
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -66,6 +67,13 @@ def _database_unreachable(exc: db_utils.OperationalError) -> bool:
     return True
 
 
+def credentials_hidden(text: str) -> str:
+    """`text` with the passwords of URLs and libpq connection strings in it replaced by ***."""
+    for pattern, replacement in _CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def unavailable_body(service: str) -> dict[str, str]:
     return {"detail": MESSAGES[service], "code": "unavailable"}
 
@@ -73,6 +81,8 @@ def unavailable_body(service: str) -> dict[str, str]:
 def unavailable_log(request, exc: BaseException, service: str, response: HttpResponse) -> None:
     """One WARNING line: what was asked, what failed and why, without credentials or a traceback
     (logged as the response's line, so django.request does not add an ERROR for the 503)."""
+    if service == DATABASE:
+        _drop_dead_pooled_connections()
     reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     for pattern, replacement in _CREDENTIALS:
         reason = pattern.sub(replacement, reason)
@@ -88,6 +98,18 @@ def unavailable_log(request, exc: BaseException, service: str, response: HttpRes
         logger=logger,
         level="warning",
     )
+
+
+def _drop_dead_pooled_connections() -> None:
+    """After a database restart every idle pooled connection is dead, and the pool finds that out one
+    borrow at a time with a growing pause in between: check them all now, so the next request is fine."""
+    for conn in connections.all(initialized_only=True):
+        pool = getattr(conn, "pool", None)
+        if pool is not None:
+            try:
+                pool.check()
+            except Exception as exc:  # best effort: the next borrow checks again
+                logger.warning("could not check the database connection pool: %s", exc)
 
 
 def unavailable_response(request, service: str) -> HttpResponse:

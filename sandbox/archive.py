@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from typing import Protocol
 
-from sandbox.contract import MAX_FILES, MAX_TOTAL_FILE_BYTES, KiB, MiB
+from sandbox.contract import MAX_FILES, MAX_TOTAL_FILE_BYTES, KiB, MiB, relative_path_problem, shown_path
 from sandbox.errors import InvalidRequest
 
 READ_CHUNK = 1 * MiB
@@ -88,17 +88,9 @@ class _Collector:
             name = name.rstrip("/")
         if name in ("", ".") or (name + "/").startswith(SKIPPED_PREFIX):
             return None
-        if name.startswith("/"):
-            raise _reject(raw_name, "absolute paths are not allowed")
-        if "\\" in name:
-            raise _reject(raw_name, "backslashes are not allowed in paths")
-        if "\0" in name:
-            raise _reject(raw_name, "NUL bytes are not allowed in paths")
-        parts = name.split("/")
-        if ".." in parts:
-            raise _reject(raw_name, "'..' is not allowed in paths")
-        if "" in parts or "." in parts:
-            raise _reject(raw_name, "empty or '.' path components are not allowed")
+        problem = relative_path_problem(name)
+        if problem is not None:
+            raise _reject(raw_name, problem)
         if name in self.files or name in self.dirs:
             raise _reject(raw_name, "the archive contains this name twice")
         return name
@@ -142,7 +134,7 @@ class _Collector:
 
 
 def _reject(raw_name: str, why: str) -> InvalidRequest:
-    return InvalidRequest("archive", f"entry {raw_name!r}: {why}")
+    return InvalidRequest("archive", f"entry {shown_path(raw_name)}: {why}")
 
 
 # -- zip --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ runsc removes its own cgroup when it exits, taking the OOM evidence with it, so 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -60,6 +61,7 @@ class RunCgroup:
         self.version = layout()
         self.parent = parent
         self.name = name
+        self._cpu_before = 0.0  # CPU seconds spent before start_accounting()
         if self.version == "v1":
             self.dirs = {c: CGROUP_ROOT / c / parent / name for c in V1_CONTROLLERS}
         else:
@@ -148,7 +150,22 @@ class RunCgroup:
 
     # -- reading --------------------------------------------------------------------------------
 
+    def start_accounting(self) -> None:
+        """From now on stats() counts CPU time and peak memory afresh (a pooled sandbox's run starts)."""
+        before = self.stats()
+        self._cpu_before = before.cpu_seconds or 0.0
+        if self.version == "v1":
+            _try_write(self.dirs["memory"] / "memory.max_usage_in_bytes", 0)  # resets it to the usage now
+        else:
+            _try_write(self.dirs["unified"] / "memory.peak", "reset")  # Linux 6.12+; older ones keep the boot's peak
+
     def stats(self) -> CgroupStats:
+        raw = self._raw_stats()
+        if self._cpu_before and raw.cpu_seconds is not None:
+            raw = dataclasses.replace(raw, cpu_seconds=max(0.0, raw.cpu_seconds - self._cpu_before))
+        return raw
+
+    def _raw_stats(self) -> CgroupStats:
         if self.version == "v1":
             mem, cpuacct, pids = self.dirs["memory"], self.dirs["cpuacct"], self.dirs["pids"]
             usage_ns = _read_int(cpuacct / "cpuacct.usage")

@@ -153,10 +153,46 @@ class ExecRequest:
         object.__setattr__(self, "argv", tuple(self.argv))
 
 
-def check_relative_path(name: str) -> None:
+# The longest file or directory name Linux file systems take, in bytes.
+NAME_MAX_BYTES = 255
+
+
+def relative_path_problem(name: str) -> str | None:
+    """Why `name` cannot be a file's path under /code, or None if it can: the one rule for the
+    request's files and for the entries of project archives (sandbox/archive.py)."""
+    if not name:
+        return "the name is empty"
+    if name.startswith("/"):
+        return "absolute paths are not allowed"
+    if "\\" in name:
+        return "backslashes are not allowed in paths"
+    if "\0" in name:
+        return "NUL bytes are not allowed in paths"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # raw bytes kept as lone surrogates (tar names, surrogateescape)
+        return "the name is not valid UTF-8"
     parts = name.split("/")
-    if not name or name.startswith("/") or "\0" in name or "\\" in name or any(p in ("", ".", "..") for p in parts):
-        raise InvalidRequest("files", f"unsafe file name {name!r}: relative paths without '..' only")
+    if ".." in parts:
+        return "'..' is not allowed in paths"
+    if "" in parts or "." in parts:
+        return "empty or '.' path components are not allowed"
+    if any(len(part.encode("utf-8")) > NAME_MAX_BYTES for part in parts):
+        return f"a file or directory name is longer than {NAME_MAX_BYTES} bytes"
+    return None
+
+
+def shown_path(name: str) -> str:
+    """`name` quoted for a message: undecodable bytes (lone surrogates) as \\xNN, other odd characters
+    escaped as repr() does, so the message itself is always valid UTF-8."""
+    shown = (f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else repr(ch)[1:-1] for ch in name)
+    return "'" + "".join(shown) + "'"
+
+
+def check_relative_path(name: str) -> None:
+    problem = relative_path_problem(name)
+    if problem is not None:
+        raise InvalidRequest("files", f"unsafe file name {shown_path(name)}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -170,9 +206,10 @@ class Usage:
 
 @dataclass(frozen=True)
 class Timings:
-    boot_seconds: float | None = None
+    boot_seconds: float | None = None  # 0.0 for a sandbox booted before its run (pooled)
     run_seconds: float = 0.0
     teardown_seconds: float = 0.0
+    pooled: bool = False  # the run took a sandbox booted ahead of it (sandbox/pool.py)
 
 
 @dataclass(frozen=True)

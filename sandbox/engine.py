@@ -43,6 +43,13 @@ class EngineConfig:
     # The runsc engine keeps launchers already inside the next runs' cgroups (sandbox/launcher.py):
     # one idle `sh` and an empty cgroup per run it has had at once. Off, each run starts its own.
     warm_launchers: bool = True
+    # The runsc engine keeps this many sandboxes booted per image and /tmp size, each for exactly one
+    # run (sandbox/pool.py): a run then skips the boot. 0 turns pooling off.
+    pool_size: int = 2
+    # A pooled sandbox idle this long is replaced rather than given to a run.
+    pool_max_age_seconds: float = 600.0
+    # No more are booted while the engine's idle pooled sandboxes use this much memory (their cgroups').
+    pool_memory_bytes: int = 256 * 1024 * 1024
     # A run still there this long after its wall-time limit is torn down by the engine's janitor
     # process, even while the worker that started it hangs (sandbox/janitor.py).
     backstop_grace_seconds: float = 10.0
@@ -144,6 +151,11 @@ class ExecutionEngine(ABC):
         Raises:
             EngineUnavailable: the engine cannot reach what it would clean up (e.g. dockerd).
         """
+        return None
+
+    def prepare(self, request: ExecRequest) -> None:
+        """Get ready, in the background, for runs like `request` (the runsc engine boots a pooled
+        sandbox for them); returns at once. Optional: a run works the same without it."""
         return None
 
     def close(self) -> None:

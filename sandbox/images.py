@@ -20,7 +20,7 @@ from pathlib import Path
 from sandbox.errors import ImageError, InvalidRequest
 
 # Bump when the build steps change, so old caches are not reused for a different recipe.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 
 TRIM_PATHS = (
     "usr/share/doc",
@@ -31,6 +31,7 @@ TRIM_PATHS = (
     "var/cache/apt",
     "var/lib/apt/lists",
     "var/log",
+    "var/cache/ldconfig",  # ldconfig's aux-cache differs between two builds of one recipe
 )
 
 
@@ -131,9 +132,15 @@ def load_image(images_dir: Path, recipe: ImageRecipe) -> Image:
     return Image(name=recipe.name, rootfs=base / "rootfs", digest=manifest["digest"])
 
 
-def build_image(images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = None, log=print) -> Image:
-    """Build the image unless an identical recipe is cached; safe to call from parallel processes."""
+def build_image(
+    images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = None, deb_cache: Path | None = None, log=print
+) -> Image:
+    """Build the image unless an identical recipe is cached; safe to call from parallel processes.
+    Downloaded packages are kept in `deb_cache` (default: images_dir/.debs) for the next build;
+    debootstrap checks each against the mirror's signed index before it uses it."""
     images_dir.mkdir(parents=True, exist_ok=True)
+    deb_cache = (deb_cache or images_dir / ".debs").resolve()
+    deb_cache.mkdir(exist_ok=True)
     with open(images_dir / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -152,6 +159,7 @@ def build_image(images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = N
             cmd = [
                 "debootstrap",
                 "--variant=minbase",
+                f"--cache-dir={deb_cache}",
                 f"--include={','.join(recipe.packages)}",
                 recipe.suite,
                 str(rootfs),
@@ -162,6 +170,7 @@ def build_image(images_dir: Path, recipe: ImageRecipe, *, mirror: str | None = N
                 tail = (proc.stdout + proc.stderr)[-2000:]
                 raise ImageError(f"debootstrap failed ({proc.returncode}): {tail}")
             _trim(rootfs)
+            forget_the_host(rootfs)
             digest = tree_digest(rootfs)
             manifest = {
                 "name": recipe.name,
@@ -194,6 +203,17 @@ def _trim(rootfs: Path) -> None:
         ["chroot", str(rootfs), "python3", "-m", "compileall", "-q", "-j0", "/usr/lib"],
         capture_output=True,
     )
+
+
+def forget_the_host(rootfs: Path) -> None:
+    """Remove what debootstrap copied from the building host: its resolver, its name, its apt mirror
+    (a mirror URL may carry credentials). Sandboxes have no network, so none of it is missed."""
+    etc = rootfs / "etc"
+    for rel in ("resolv.conf", "hosts", "mailname", "apt/sources.list"):
+        (etc / rel).unlink(missing_ok=True)
+    for path in (etc / "apt" / "sources.list.d").glob("*"):
+        path.unlink()
+    (etc / "hostname").write_text("sandbox\n")
 
 
 def tree_digest(root: Path) -> str:

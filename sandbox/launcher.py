@@ -29,7 +29,9 @@ MAX_WARM = 4
 _SCRIPT = (
     'for f in $CRUCIBLE_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; '
     "IFS= read -r dir || exit 125; "
-    'exec "$@" --root "$dir/state" run --bundle "$dir" --pid-file "$dir/runsc.pid" "${dir##*/}" <"$dir/stdin"'
+    # A pooled sandbox has no stdin file: its runsc keeps this pipe, which then carries its job.
+    'if [ -e "$dir/stdin" ]; then exec <"$dir/stdin"; fi; '
+    'exec "$@" --root "$dir/state" run --bundle "$dir" --pid-file "$dir/runsc.pid" "${dir##*/}"'
 )
 # Nothing of the worker's environment reaches runsc (or the sandbox through it).
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -80,8 +82,11 @@ class Launcher:
         """Still waiting for its run, and made by this process (not inherited across a fork)."""
         return self._owner == os.getpid() and self.proc.poll() is None
 
-    def go(self) -> None:
-        """Start `runsc run` on the bundle in the work dir; raises OSError if the launcher died."""
+    def go(self, *, keep_stdin: bool = False) -> None:
+        """Start `runsc run` on the bundle in the work dir; raises OSError if the launcher died.
+
+        keep_stdin: runsc's stdin stays this pipe (a pooled sandbox's), not the work dir's stdin file.
+        """
         if "\n" in str(self.workdir):
             raise ValueError(f"a work dir path with a newline cannot be sent to the launcher: {self.workdir!r}")
         assert self.proc.stdin is not None
@@ -89,8 +94,9 @@ class Launcher:
             self.proc.stdin.write(f"{self.workdir}\n".encode())
             self.proc.stdin.flush()
         finally:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
+            if not keep_stdin:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
 
     def discard(self) -> None:
         """End a launcher that was never told to go (or died); remove its cgroup and work dir."""
@@ -122,9 +128,18 @@ class Launcher:
 class LauncherPool:
     """Warm launchers for one engine's next runs (as many as it has had runs at once); thread-safe."""
 
-    def __init__(self, make: Callable[[], Launcher], *, warm: bool = True) -> None:
+    def __init__(
+        self,
+        make: Callable[[], Launcher],
+        *,
+        warm: bool = True,
+        limit: int = MAX_WARM,
+        room: Callable[[], bool] | None = None,
+    ) -> None:
         self._make = make
         self._warm_enabled = warm
+        self._limit = limit
+        self._room = room  # False: making one more now would go over a cap (pooled sandboxes' memory)
         self._state = _PoolState()
         self._running = 0
         self._wanted = 0
@@ -133,12 +148,17 @@ class LauncherPool:
 
     def take(self) -> Launcher:
         """A warm launcher if one is ready, else a new one; call `done()` when its run ended."""
+        taken = self.take_warm()
+        return taken if taken is not None else self._make()
+
+    def take_warm(self) -> Launcher | None:
+        """A warm launcher if one is ready, else None; call `done()` when the run ended either way."""
         st = self._state
         dead: list[Launcher] = []
         taken: Launcher | None = None
         with st.lock:
             self._running += 1
-            self._wanted = min(MAX_WARM, max(self._wanted, self._running))
+            self._wanted = min(self._limit, max(self._wanted, self._running))
             while st.warm and taken is None:
                 candidate = st.warm.pop()
                 if candidate.usable():
@@ -148,7 +168,13 @@ class LauncherPool:
         for launcher in dead:
             launcher.discard()
         self._fill_soon()
-        return taken if taken is not None else self._make()
+        return taken
+
+    def prefill(self, count: int = 1) -> None:
+        """Make `count` launchers ready in the background before any run asks for one."""
+        with self._state.lock:
+            self._wanted = min(self._limit, max(self._wanted, count))
+        self._fill_soon()
 
     def done(self) -> None:
         with self._state.lock:
@@ -180,6 +206,10 @@ class LauncherPool:
                 if st.closed or len(st.warm) >= self._wanted:
                     st.filler = None
                     return
+            if self._room is not None and not self._room():
+                with st.lock:
+                    st.filler = None
+                return
             try:
                 launcher = self._make()
             except Exception:  # noqa: BLE001 - a cold start in take() reports the cause

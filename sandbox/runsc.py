@@ -18,8 +18,10 @@ from typing import Any
 
 from sandbox import cgroups, workdirs
 from sandbox.contract import (
+    LIMIT_SPECS,
     ExecRequest,
     ExecResult,
+    Limits,
     OutputCallback,
     Stream,
     Timings,
@@ -32,10 +34,13 @@ from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, pytho
 from sandbox.images import DEFAULT_IMAGE, Image, image_named
 from sandbox.janitor import Janitor, Spec
 from sandbox.launcher import RUN_PREFIX, Launcher, LauncherPool
+from sandbox.pool import CEILING_RLIMITS, INIT_COMMAND, PooledSandbox, PoolKey, rlimits
 from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import POLL_SECONDS, OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
 
+# Pools of booted sandboxes kept at once (per image and /tmp size): runs with other limits boot cold.
+MAX_POOL_KEYS = 2
 # While the sandbox boots the pump looks for its pid file this often, so timings.boot_seconds is
 # exact to this (not to POLL_SECONDS) and the first process count comes early.
 BOOT_POLL_SECONDS = 0.005
@@ -61,6 +66,9 @@ class RunscEngine(ExecutionEngine):
         self._janitor = Janitor()
         # `runsc run` is started by a launcher already inside the run's cgroup (sandbox/launcher.py).
         self._launchers = LauncherPool(self._new_launcher, warm=config.warm_launchers)
+        # Booted sandboxes per PoolKey, most recently used last (sandbox/pool.py).
+        self._pools: dict[PoolKey, LauncherPool] = {}
+        self._pools_lock = threading.Lock()
 
     # -- environment -----------------------------------------------------------------------------
 
@@ -111,10 +119,16 @@ class RunscEngine(ExecutionEngine):
     ) -> ExecResult:
         self.check_binary()
         image = image_named(self.config.images_dir, request.image)
-        launcher = self._launchers.take()
+        pool = self._pool(PoolKey.of(request))
+        launcher = pool.take_warm() if pool is not None else None
+        if launcher is None:
+            launcher = self._launchers.take()
         workdir, cgroup = launcher.workdir, launcher.cgroup
         try:
-            self._prepare_bundle(workdir, request, image)
+            if isinstance(launcher, PooledSandbox):
+                workdirs.write_code(workdir, request, reader=SANDBOX_UID)  # into its empty, mounted /code
+            else:
+                self._prepare_bundle(workdir, request, image)
             cgroup.set_limits(
                 memory_bytes=request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES,
                 cpu_cores=request.limits.cpu_cores,
@@ -131,27 +145,78 @@ class RunscEngine(ExecutionEngine):
         finally:
             launcher.lock.close()
             self._janitor.remove(launcher.run_id)
-            self._launchers.done()
+            if pool is not None:
+                pool.done()
+            if not isinstance(launcher, PooledSandbox):
+                self._launchers.done()
+
+    def prepare(self, request: ExecRequest) -> None:
+        pool = self._pool(PoolKey.of(request))
+        if pool is not None:
+            pool.prefill(self.config.pool_size)
 
     def close(self) -> None:
-        """End the warm launchers (their cgroups and work dirs go with them), and an idle janitor."""
+        """End the warm launchers and pooled sandboxes (their cgroups and work dirs go with them),
+        and an idle janitor."""
         self._launchers.close()
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
         self._janitor.close()
 
     def warm_run_ids(self) -> list[str]:
-        """Run ids whose work dir and cgroup belong to a warm launcher, not to a run (yet)."""
-        return self._launchers.warm_ids()
+        """Run ids whose work dir and cgroup belong to a warm launcher or a pooled sandbox, not to a run (yet)."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        return self._launchers.warm_ids() + [run_id for pool in pools for run_id in pool.warm_ids()]
 
     def _new_launcher(self) -> Launcher:
         self.check_binary()
         return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags(), self._janitor)
 
+    def _pool(self, key: PoolKey) -> LauncherPool | None:
+        """The pool of sandboxes booted for `key`; the least recently used of more than
+        MAX_POOL_KEYS pools is closed. None with pooling off."""
+        if self.config.pool_size <= 0:
+            return None
+        with self._pools_lock:
+            pool = self._pools.pop(key, None) or LauncherPool(
+                lambda: self._new_pooled(key), limit=self.config.pool_size, room=self._pool_has_room
+            )
+            self._pools[key] = pool
+            evicted = list(self._pools)[:-MAX_POOL_KEYS]
+            old = [self._pools.pop(k) for k in evicted]
+        for p in old:
+            p.close()
+        return pool
+
+    def _pool_has_room(self) -> bool:
+        """Room under pool_memory_bytes for one more pooled sandbox, as large as the largest idle one."""
+        with self._pools_lock:
+            ids = [run_id for pool in self._pools.values() for run_id in pool.warm_ids()]
+        usage = [cgroups.RunCgroup(self.config.cgroup_parent, run_id).stats().memory_bytes or 0 for run_id in ids]
+        return sum(usage) + max(usage, default=0) <= self.config.pool_memory_bytes
+
+    def _new_pooled(self, key: PoolKey) -> PooledSandbox:
+        self.check_binary()
+        rootfs = image_named(self.config.images_dir, key.image).rootfs
+        return PooledSandbox(
+            self.config.state_dir,
+            self.config.cgroup_parent,
+            self.runsc_flags(),
+            self._janitor,
+            key=key,
+            spec=lambda code: pooled_oci_spec(key, rootfs, code),
+            max_age=self.config.pool_max_age_seconds,
+        )
+
     def _prepare_bundle(self, workdir: Path, request: ExecRequest, image: Image) -> None:
-        code = workdirs.write_code(workdir, request)
-        workdir.chmod(0o711)  # the gofer reads code/ on the sandbox's behalf
-        (workdir / "stdin").write_bytes(request.stdin)
+        # The sandbox's user reads its code as the owner; the work dir stays the worker's (0700).
+        code = workdirs.write_code(workdir, request, reader=SANDBOX_UID)
+        workdirs.write_private(workdir / "stdin", request.stdin)
         (workdir / "state").mkdir(mode=0o700)
-        (workdir / "config.json").write_text(json.dumps(oci_spec(request, image.rootfs, code)))
+        workdirs.write_private(workdir / "config.json", json.dumps(oci_spec(request, image.rootfs, code)).encode())
 
     def runsc_flags(self) -> list[str]:
         """runsc and its global flags, less --root (each run has a state dir of its own)."""
@@ -255,7 +320,13 @@ class _Run:
         self.engine._janitor.deadline(self.run_id, limits.wall_seconds + self.engine.config.backstop_grace_seconds)
         started = time.monotonic()
         try:
-            self.launcher.go()
+            if isinstance(self.launcher, PooledSandbox):
+                self.cgroup.start_accounting()  # what the sandbox used while booted idle is not the run's
+                self.launcher.start(self.request)
+                self.booted_at = started
+                self.guest.booted(started)
+            else:
+                self.launcher.go()
             logger.info("sandbox %s started", self.run_id)
         except OSError:
             pass  # the launcher died: it has exited (125) and the run ends as "did not start"
@@ -333,7 +404,9 @@ class _Run:
                 cpu_seconds=stats.cpu_seconds, peak_memory_bytes=stats.peak_memory_bytes, peak_processes=counts.peak
             ),
             timings=Timings(
-                boot_seconds=None if self.booted_at is None else self.booted_at - started, run_seconds=ended - started
+                boot_seconds=None if self.booted_at is None else self.booted_at - started,
+                run_seconds=ended - started,
+                pooled=isinstance(self.launcher, PooledSandbox),
             ),
         )
 
@@ -341,10 +414,6 @@ class _Run:
 def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, Any]:
     limits = request.limits
     env = guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT)
-
-    def rlimit(kind: str, value: int) -> dict[str, Any]:
-        return {"type": kind, "hard": value, "soft": value}
-
     return {
         "ociVersion": "1.0.0",
         "process": {
@@ -354,12 +423,7 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": CODE_MOUNT,
             "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")},
-            "rlimits": [
-                rlimit("RLIMIT_NPROC", limits.processes),
-                rlimit("RLIMIT_FSIZE", limits.file_size_bytes),
-                rlimit("RLIMIT_NOFILE", limits.open_files),
-                rlimit("RLIMIT_CORE", 0),
-            ],
+            "rlimits": _oci_rlimits(rlimits(limits)),
             "noNewPrivileges": True,
         },
         "root": {"path": str(rootfs), "readonly": True},
@@ -389,3 +453,18 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
         },
     }
+
+
+def pooled_oci_spec(key: PoolKey, rootfs: Path, code_dir: Path) -> dict[str, Any]:
+    """A pooled sandbox's bundle: the run's spec, but PID 1 is crucible-init with the highest limits
+    and no environment of a run's; it applies the run's own when the job comes (sandbox/pool.py)."""
+    limits = Limits(memory_bytes=int(LIMIT_SPECS["memory_bytes"].maximum), tmp_bytes=key.tmp_bytes)
+    spec = oci_spec(ExecRequest(files={"main.py": b""}, image=key.image, limits=limits), rootfs, code_dir)
+    spec["process"]["args"] = INIT_COMMAND
+    spec["process"]["env"] = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+    spec["process"]["rlimits"] = _oci_rlimits(CEILING_RLIMITS)
+    return spec
+
+
+def _oci_rlimits(pairs: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [{"type": kind, "hard": value, "soft": value} for kind, value in pairs]

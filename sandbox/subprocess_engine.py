@@ -168,13 +168,13 @@ def _make_traversable(path: Path) -> None:
 
 
 def _prepare(workdir: Path, request: ExecRequest, uid: int | None) -> None:
-    workdirs.write_code(workdir, request)
+    workdirs.write_code(workdir, request, reader=uid)
     home = workdir / "home"
     home.mkdir(mode=0o700)
     if uid is not None:
         os.chown(home, uid, uid)
-        workdir.chmod(0o711)
-    (workdir / "stdin").write_bytes(request.stdin)
+        workdir.chmod(0o711)  # the run's uid reaches code/ (its group may read) and home/ (its own)
+    workdirs.write_private(workdir / "stdin", request.stdin)
 
 
 def _rlimits(limits: Limits, uid: int | None) -> list[tuple[str, int]]:

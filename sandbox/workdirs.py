@@ -45,16 +45,36 @@ def create(state_dir: Path, name: str) -> tuple[Path, TextIO]:
     return workdir, lock
 
 
-def write_code(workdir: Path, request: ExecRequest) -> Path:
-    """Write the request's files into `<workdir>/code` (readable by anyone, writable by us only)."""
+def write_code(workdir: Path, request: ExecRequest, *, reader: int | None = None) -> Path:
+    """Write the request's files into `<workdir>/code`, private to the worker (0700 dirs, 0600 files).
+
+    reader: the uid (and gid) that runs the code: the files' group becomes its gid and the group may
+    read them (0750, 0640), so the program reads its code but cannot change it; None: owner only.
+    """
+    dir_mode, file_mode = (0o700, 0o600) if reader is None else (0o750, 0o640)
     code = workdir / "code"
-    code.mkdir(mode=0o755)
-    for name, data in request.files.items():
+    made = [code]
+    for name in request.files:
         path = code / name
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        path.write_bytes(data)
-        path.chmod(0o644)
+        made.extend(code / parent for parent in reversed(path.relative_to(code).parents[:-1]))
+    for path in dict.fromkeys(made):
+        if not path.is_dir():  # (a pooled sandbox's code dir exists, empty, from its boot)
+            path.mkdir(mode=0o700)
+    for name, data in request.files.items():
+        write_private(code / name, data)
+        made.append(code / name)
+    for path in dict.fromkeys(made):
+        if reader is not None:
+            os.chown(path, -1, reader)
+        path.chmod(dir_mode if path.is_dir() else file_mode)  # after chown: it may clear mode bits
     return code
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` as a new file readable by its owner only, whatever the process's umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def sweep(state_dir: Path, prefix: str, remove: Callable[[Path], None]) -> set[str]:

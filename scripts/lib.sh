@@ -43,10 +43,12 @@ ensure_venv() {
     say "creating $VENV"
     python3 -m venv "$VENV"
   fi
-  want=$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)-$(basename "$reqs")
+  # client/pyproject.toml too: requirements-test.txt installs the client, with its dependencies.
+  want=$(cat "$ROOT"/requirements*.txt "$ROOT"/client/pyproject.toml | sha256sum | cut -d' ' -f1)-$(basename "$reqs")
   if [[ ! -f "$stamp" ]] || ! grep -qx "$want" "$stamp"; then
     say "installing Python packages ($reqs)"
-    "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/$reqs"
+    # From the repository: pip reads a requirement's relative path (-e ./client) from the cwd.
+    (cd "$ROOT" && "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/$reqs")
     echo "$want" >> "$stamp"
   fi
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: set up everything, then run web (daphne: HTTP + websockets) and a Celery worker.
 set -euo pipefail
+umask 077  # what the processes write (database, work dirs, run output) is readable by their owner only
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 

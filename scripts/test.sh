@@ -17,13 +17,18 @@ ensure_image
 ensure_redis "$CRUCIBLE_REDIS_URL"
 trap stop_started_redis EXIT
 
-say "tests (database: ${CRUCIBLE_DATABASE_URL:-embedded SQLite})"
+say "web tests (database: ${CRUCIBLE_DATABASE_URL:-embedded SQLite})"
 if [[ $# -gt 0 ]]; then
   exec "$VENV/bin/pytest" "$@"
 fi
-# Sync Playwright and pytest-asyncio clash in one process: the browser tests run on their own.
+# The web's tests run in two processes at once (pytest-xdist; each has its own database, Redis
+# database and var dir: crucible_site/test_settings.py); the sandbox, end-to-end and fault tests
+# measure time and kill processes, so they run one at a time. Sync Playwright and pytest-asyncio
+# clash in one process: the browser tests run on their own.
 status=0
-"$VENV/bin/pytest" --ignore=tests/browser || status=$?
+"$VENV/bin/pytest" tests/evaluations -n 2 --durations=10 || status=$?
+say "sandbox, end-to-end, fault and client tests"
+"$VENV/bin/pytest" --ignore=tests/evaluations --ignore=tests/browser --durations=15 || status=$?
 say "browser tests (Chromium)"
-"$VENV/bin/pytest" tests/browser -p no:asyncio || status=$?
+"$VENV/bin/pytest" tests/browser -p no:asyncio --durations=5 || status=$?
 exit $status

@@ -1,6 +1,7 @@
 """The audit log: who did what, when, from where. `audit_record` writes it, inside the transaction
 of the change it describes; the action names below are the whole vocabulary; nothing secret is ever
-written. Logins and logouts come from Django's auth signals (connected in apps.py).
+written. Logins and logouts come from Django's auth signals, lockouts from django-axes' (connected
+in apps.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ logger = logging.getLogger("crucible.audit")
 # Action names. Targets name the object acted on as "<kind>:<id or name>" (e.g. "run:12").
 LOGIN = "login"  # actor logged in (page login form or admin login)
 LOGIN_FAILED = "login_failed"  # no actor; data {"username": what was typed}
+# No actor; target "user:<what was typed>"; data {"username", "failures", "lockout_seconds"}. Once, when
+# the lockout begins (evaluations/accounts/login_limits.py); refused attempts while it lasts are
+# login_failed events.
+LOGIN_LOCKED_OUT = "login_locked_out"
 LOGOUT = "logout"
 SUBMIT = "submit"  # a submission and its first run; target "run:<id>"
 RERUN = "rerun"  # a new run of an existing submission; target "run:<new id>", data {"from_run": id}
 CANCEL = "cancel"  # a cancel request (queued → cancelled, or a running run asked to stop)
+BATCH_SUBMIT = "batch_submit"  # a batch and its runs; target "batch:<id>", data {"runs", "rerun_of"}
+BATCH_CANCEL = "batch_cancel"  # its queued runs cancelled, running ones asked to stop; data {"runs"}
+WEBHOOK_CHANGE = "webhook_change"  # a user's default callback URL; target "user:<username>"
+WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - an action name: a user made a new signing secret
 # target "token:<id>"; data {"name", "prefix", "user"}, never the key. An admin revoking another
 # user's token is the revocation's actor.
 TOKEN_CREATE = "token_create"  # noqa: S105 - an action name, not a secret
@@ -39,15 +48,25 @@ SHARE_CHANGE = "share_change"  # target "submission:<id>"; data {"shared_with_te
 RECONCILE_FINISH = "reconcile_finish"  # stored a result its worker handed over
 RECONCILE_LOST = "reconcile_lost"  # ended a run whose worker was lost
 RECONCILE_RESEND = "reconcile_resend"  # sent a queued run's lost message again
-RECONCILE_ACTIONS = (RECONCILE_FINISH, RECONCILE_LOST, RECONCILE_RESEND)
+RECONCILE_WEBHOOK = "reconcile_webhook"  # sent again a webhook try whose message was lost
+RECONCILE_ACTIONS = (RECONCILE_FINISH, RECONCILE_LOST, RECONCILE_RESEND, RECONCILE_WEBHOOK)
+# One retention pass that deleted something (no actor); target "runs", data {"runs", "archives",
+# "bytes", "first_run", "last_run", "ended_before"}: a summary, not one event per run.
+RETENTION_EXPIRE = "retention_expire"
+PIN_CHANGE = "pin_change"  # an admin pins a submission (retention keeps it); target "submission:<id>", data {"pinned"}
 
 ACTIONS = {
     LOGIN: "logged in",
     LOGIN_FAILED: "failed to log in",
+    LOGIN_LOCKED_OUT: "was locked out after failed logins",
     LOGOUT: "logged out",
     SUBMIT: "submitted code",
     RERUN: "re-ran a submission",
     CANCEL: "cancelled a run",
+    BATCH_SUBMIT: "submitted a batch",
+    BATCH_CANCEL: "cancelled a batch",
+    WEBHOOK_CHANGE: "changed their webhook URL",
+    WEBHOOK_SECRET: "made a new webhook secret",
     TOKEN_CREATE: "created an API token",
     TOKEN_REVOKE: "revoked an API token",
     ROLE_CHANGE: "changed a role",
@@ -59,6 +78,9 @@ ACTIONS = {
     RECONCILE_FINISH: "stored a handed-over result",
     RECONCILE_LOST: "ended a run whose worker was lost",
     RECONCILE_RESEND: "re-sent a lost run message",
+    RECONCILE_WEBHOOK: "re-sent a lost webhook try",
+    RETENTION_EXPIRE: "deleted expired run output",
+    PIN_CHANGE: "pinned or unpinned a submission",
 }
 
 # Keys whose values are never stored, whatever a caller passes (defence in depth: callers should
@@ -144,14 +166,30 @@ def _on_login_failed(sender, credentials, request=None, **kwargs) -> None:
     )
 
 
+def _on_locked_out(sender, request, username=None, ip_address=None, **kwargs) -> None:
+    failures = getattr(request, "axes_failures_since_start", None)
+    if failures is None:
+        return  # an attempt refused while the lockout lasts, not its start
+    username = str(username or "")[:150]
+    audit_record(
+        actor=None,
+        action=LOGIN_LOCKED_OUT,
+        target=f"user:{username}",
+        request=request,
+        data={"username": username, "failures": failures, "lockout_seconds": settings.CRUCIBLE_LOGIN_LOCKOUT_SECONDS},
+    )
+
+
 def _on_logout(sender, request, user, **kwargs) -> None:
     if user is not None and user.is_authenticated:
         audit_record(actor=user, action=LOGOUT, target=f"user:{user.get_username()}", request=request)
 
 
 def connect_signals() -> None:
+    from axes.signals import user_locked_out
     from django.contrib.auth import signals
 
     signals.user_logged_in.connect(_on_login, dispatch_uid="crucible-audit-login")
     signals.user_login_failed.connect(_on_login_failed, dispatch_uid="crucible-audit-login-failed")
     signals.user_logged_out.connect(_on_logout, dispatch_uid="crucible-audit-logout")
+    user_locked_out.connect(_on_locked_out, dispatch_uid="crucible-audit-locked-out")

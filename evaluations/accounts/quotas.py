@@ -11,12 +11,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import BigIntegerField, Count, F, Func, Q, Sum
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 import sandbox
-from evaluations.accounts.roles import stored_role
-from evaluations.models import Profile, QuotaFields, QuotaOverride, QuotaPolicy, Run, RunStatus
+from evaluations.accounts.roles import cached_profile, role_from, stored_role
+from evaluations.models import Batch, Profile, QuotaFields, QuotaOverride, QuotaPolicy, Run, RunStatus, Submission
 
 LABELS = {
     "concurrent_runs": "concurrent runs",
@@ -26,6 +27,7 @@ LABELS = {
     "max_memory_mb": "memory per run",
     "max_output_bytes": "output per run",
     "max_upload_bytes": "code/upload size",
+    "storage_bytes": "storage",
 }
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 # Every run gets the sandbox's default CPU allowance (evaluations/runs/execution.py asks for no other).
@@ -49,6 +51,7 @@ class Quotas:
     max_memory_mb: int | None = None
     max_output_bytes: int | None = None
     max_upload_bytes: int | None = None
+    storage_bytes: int | None = None
 
 
 assert {f.name for f in fields(Quotas)} - {"role"} == set(QuotaFields.QUOTA_NAMES)
@@ -58,16 +61,27 @@ def quotas_for(user) -> Quotas:
     """Each quota from the user's override where it is not NULL, else from their role's policy.
     A role without a policy row has no quotas (only the site's maxima): the migration seeds one
     per role, so that is an admin's explicit choice."""
-    role = stored_role(user)
-    policy = QuotaPolicy.objects.filter(role=role).first()
-    override = QuotaOverride.objects.filter(user_id=user.pk).first()
-    values = {}
-    for name in QuotaFields.QUOTA_NAMES:
-        value = getattr(override, name) if override is not None else None
-        if value is None and policy is not None:
-            value = getattr(policy, name)
-        values[name] = value
-    return Quotas(role=role, **values)
+    return quotas_for_users([user])[user.pk]
+
+
+def quotas_for_users(users) -> dict[int, Quotas]:
+    """quotas_for of each user, by id, in two queries whatever their number (plus their profiles,
+    unless cached: see roles.remember_profile)."""
+    users = list(users)
+    roles = {user.pk: role_from(user, cached_profile(user)) for user in users}
+    policies = {p.role: p for p in QuotaPolicy.objects.filter(role__in=set(roles.values()))}
+    overrides = {o.user_id: o for o in QuotaOverride.objects.filter(user_id__in=roles)}
+    quotas = {}
+    for user_id, role in roles.items():
+        policy, override = policies.get(role), overrides.get(user_id)
+        values = {}
+        for name in QuotaFields.QUOTA_NAMES:
+            value = getattr(override, name) if override is not None else None
+            if value is None and policy is not None:
+                value = getattr(policy, name)
+            values[name] = value
+        quotas[user_id] = Quotas(role=role, **values)
+    return quotas
 
 
 # --- Per-run ceilings: the smaller of the site's maximum and the user's quota ----------------------
@@ -155,6 +169,59 @@ def usage_of(user, *, now: datetime | None = None) -> Usage:
     )
 
 
+class OctetLength(Func):
+    """A text or binary column's size in bytes (LENGTH counts characters of text)."""
+
+    function = "OCTET_LENGTH"
+    output_field = BigIntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra)
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    uploads: int  # code, stdin and archives of the user's submissions, and their batches' inputs
+    output: int  # what is kept of their runs' stdout and stderr, until it expires
+
+    @property
+    def total(self) -> int:
+        return self.uploads + self.output
+
+
+def _size(column: str):
+    return Coalesce(OctetLength(column), 0)
+
+
+def storage_of(user) -> StorageUsage:
+    """Three queries. Metric samples are not counted: they are small and bounded by the wall time."""
+    uploads = Submission.objects.filter(owner_id=user.pk).aggregate(
+        n=Sum(_size("code") + _size("stdin") + _size("archive"))
+    )["n"]
+    batch_inputs = Batch.objects.filter(owner_id=user.pk).aggregate(n=Sum("inputs_bytes"))["n"]
+    # A run's byte counts are what the program wrote; the store keeps at most its limit of each.
+    output = Run.objects.filter(submission__owner_id=user.pk, output_expired_at__isnull=True).aggregate(
+        n=Sum(Least(F("stdout_bytes"), F("stdout_limit_bytes")) + Least(F("stderr_bytes"), F("stderr_limit_bytes")))
+    )["n"]
+    return StorageUsage(uploads=int(uploads or 0) + int(batch_inputs or 0), output=int(output or 0))
+
+
+def upload_size(*, code: str, stdin: str, archive: bytes | None) -> int:
+    """What a submission adds to its owner's storage, counted as storage_of counts it."""
+    return len(code.encode("utf-8")) + len(stdin.encode("utf-8")) + (len(archive) if archive is not None else 0)
+
+
+def _storage_hint() -> str:
+    days = settings.CRUCIBLE_RETENTION_DAYS
+    if days <= 0:
+        return "Ask an admin for a larger storage quota."
+    return f"Run output is deleted {days:g} days after its run ends, which frees space; or ask an admin for more."
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
 # --- Enforcement ------------------------------------------------------------------------------------
 
 
@@ -185,10 +252,18 @@ class QuotaExceeded(Exception):
     @property
     def message(self) -> str:
         label = LABELS[self.quota]
+        if self.quota == "concurrent_runs" and self.limit == 0:
+            return f"Quota reached: {label}. Your quota lets none of your runs run: ask an admin for a larger one."
         if self.quota == "concurrent_runs":
             return (
                 f"Quota reached: {label}. {self.usage:g} of your {self.limit:g} runs are queued or running; "
                 "wait for one to finish (or cancel one), then submit again."
+            )
+        if self.quota == "storage_bytes":
+            adds = f", and this submission adds {_megabytes(self.requested)}" if self.requested else ""
+            return (
+                f"Quota reached: {label}. Your code, uploads and kept run output take {_megabytes(self.usage)} "
+                f"of your {_megabytes(self.limit)}{adds}. {_storage_hint()}"
             )
         when = f"it resets at {self.resets_at:%Y-%m-%d %H:%M} UTC" if self.resets_at else "it does not reset"
         if self.quota == "runs_per_day":
@@ -196,6 +271,8 @@ class QuotaExceeded(Exception):
                 f"You have started {self.usage:g} of your {self.limit:g} runs today "
                 "(runs that end in error do not count)"
             )
+            if self.requested:
+                used += f", and this batch has {self.requested:g} runs (a batch is made whole or not at all)"
         else:
             used = f"Your runs today used {self.usage:.1f} of your {self.limit:g} CPU seconds"
             cores = f"{CPU_CORES_PER_RUN:g} CPU core{'s' if CPU_CORES_PER_RUN != 1 else ''}"
@@ -233,24 +310,62 @@ def owner_lock(user) -> None:
     # get_or_create copes with two transactions inserting the profile at once (savepoint + get).
     # The row gets the role the user has now (admin for a superuser without one), not the model's
     # default: a researcher row would show, and be saved back, as their role on their admin page.
-    Profile.objects.get_or_create(user_id=user.pk, defaults={"role": lambda: stored_role(user)})
-    Profile.objects.select_for_update().get(user_id=user.pk)
+    lock = Profile.objects.select_for_update().filter(user_id=user.pk).values_list("pk", flat=True)
+    if not list(lock):
+        Profile.objects.get_or_create(user_id=user.pk, defaults={"role": lambda: stored_role(user)})
+        list(lock.all())  # a fresh query: the first one's (empty) result is cached
 
 
-def quota_check_new_run(*, user, quotas: Quotas, wall_seconds: float, now: datetime | None = None) -> Usage:
-    """Raise QuotaExceeded if one more run, with this wall-time limit, would go over a quota. Call
-    inside the transaction that inserts the run, after owner_lock()."""
+def quota_check_new_run(
+    *, user, quotas: Quotas, wall_seconds: float, upload_bytes: int = 0, now: datetime | None = None, wait: bool = False
+) -> Usage:
+    """Raise QuotaExceeded if one more run, with this wall-time limit (and a new submission of
+    `upload_bytes`), would go over a quota. Call inside the transaction that inserts the run, after
+    owner_lock(). wait=True: the run may wait in the user's queue beyond their concurrent runs."""
+    return quota_check_new_runs(
+        user=user, quotas=quotas, wall_seconds=[wall_seconds], upload_bytes=upload_bytes, now=now, wait=wait
+    )
+
+
+def quota_check_new_runs(
+    *,
+    user,
+    quotas: Quotas,
+    wall_seconds: list[float],
+    upload_bytes: int = 0,
+    now: datetime | None = None,
+    wait: bool = False,
+) -> Usage:
+    """quota_check_new_run for several runs at once (a batch): they must all fit, or none is made.
+    Their concurrency is not checked with wait=True: the scheduler starts no more than the quota."""
     usage = usage_of(user, now=now)
+    count = len(wall_seconds)
+    # A run's output is known only as it is written: a user already at their storage quota starts
+    # no run, and a new submission must fit in what is left.
+    if quotas.storage_bytes is not None:
+        stored = storage_of(user).total
+        if stored >= quotas.storage_bytes or stored + upload_bytes > quotas.storage_bytes:
+            raise QuotaExceeded(
+                quota="storage_bytes",
+                limit=quotas.storage_bytes,
+                usage=stored,
+                resets_at=None,
+                requested=upload_bytes or None,
+            )
     # Daily quotas first: waiting for a running run to end does not help with those.
-    if quotas.runs_per_day is not None and usage.runs_today >= quotas.runs_per_day:
+    if quotas.runs_per_day is not None and usage.runs_today + count > quotas.runs_per_day:
         raise QuotaExceeded(
-            quota="runs_per_day", limit=quotas.runs_per_day, usage=usage.runs_today, resets_at=usage.resets_at
+            quota="runs_per_day",
+            limit=quotas.runs_per_day,
+            usage=usage.runs_today,
+            resets_at=usage.resets_at,
+            requested=count if count > 1 else None,
         )
     # A run's CPU time is known only when it ends: runs in flight count at their worst case, and so
     # does the new one, so no number of parallel runs can take the day's total past the quota.
     if quotas.cpu_seconds_per_day is not None:
         committed = usage.cpu_seconds_today + usage.cpu_seconds_reserved
-        requested = worst_case_cpu_seconds(wall_seconds)
+        requested = sum(worst_case_cpu_seconds(wall) for wall in wall_seconds)
         if committed + requested > quotas.cpu_seconds_per_day:
             raise QuotaExceeded(
                 quota="cpu_seconds_per_day",
@@ -260,7 +375,9 @@ def quota_check_new_run(*, user, quotas: Quotas, wall_seconds: float, now: datet
                 reserved=usage.cpu_seconds_reserved,
                 requested=requested,
             )
-    if quotas.concurrent_runs is not None and usage.concurrent_runs >= quotas.concurrent_runs:
+    # Waiting helps unless the quota is 0: then none of the user's runs would ever start.
+    over = usage.concurrent_runs >= quotas.concurrent_runs if quotas.concurrent_runs is not None else False
+    if over and (not wait or quotas.concurrent_runs == 0):
         raise QuotaExceeded(
             quota="concurrent_runs", limit=quotas.concurrent_runs, usage=usage.concurrent_runs, resets_at=None
         )
@@ -300,6 +417,7 @@ class UsageReport:
     usage: Usage
     rows: list[UsageRow]
     ceilings: RunCeilings
+    storage: StorageUsage
 
 
 def usage_report(user, *, now: datetime | None = None) -> UsageReport:
@@ -316,4 +434,6 @@ def usage_report(user, *, now: datetime | None = None) -> UsageReport:
             "CPU s",
         ),
     ]
-    return UsageReport(quotas=quotas, usage=usage, rows=rows, ceilings=run_ceilings(quotas))
+    storage = storage_of(user)
+    rows.append(UsageRow("storage_bytes", LABELS["storage_bytes"], storage.total, quotas.storage_bytes, "bytes"))
+    return UsageReport(quotas=quotas, usage=usage, rows=rows, ceilings=run_ceilings(quotas), storage=storage)

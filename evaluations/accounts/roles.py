@@ -40,6 +40,14 @@ def cached_profile(user) -> Profile | None:
     return user._crucible_profile
 
 
+def remember_profile(user) -> None:
+    """Cache the profile a query already joined to `user` (select_related("profile"))."""
+    try:
+        user._crucible_profile = user.profile
+    except Profile.DoesNotExist:
+        user._crucible_profile = None
+
+
 def forget_cached_profile(user) -> None:
     """After a change to the user's role or team: the next check reads the row again."""
     user.__dict__.pop("_crucible_profile", None)

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from evaluations.accounts import audit
+from evaluations.accounts.roles import remember_profile
 from evaluations.live import publisher
 from evaluations.models import ApiToken
 
@@ -101,7 +102,7 @@ def token_user(key: str) -> tuple[object, ApiToken]:
     read from the database on every call, so they take effect on the next request."""
     if not key or len(key) > MAX_KEY_CHARS:
         raise TokenRejected("invalid token: no such API token. Create one on your profile page (/profile/)")
-    token = ApiToken.objects.select_related("user").filter(key_hash=key_hash(key)).first()
+    token = ApiToken.objects.select_related("user", "user__profile").filter(key_hash=key_hash(key)).first()
     if token is None:
         raise TokenRejected("invalid token: no such API token. Create one on your profile page (/profile/)")
     if token.revoked_at is not None:
@@ -112,6 +113,7 @@ def token_user(key: str) -> tuple[object, ApiToken]:
     if not token.user.is_active:
         raise TokenRejected("this account is deactivated, so its API tokens no longer work")
     _touch(token)
+    remember_profile(token.user)  # read with the token: the request's role checks need no query
     return token.user, token
 
 

@@ -73,4 +73,5 @@ class LogoutView(DjangoLogoutView):
 @login_required
 def usage(request):
     report = quotas.usage_report(request.user)
-    return render(request, "evaluations/usage.html", {"report": report})
+    context = {"report": report, "retention_days": settings.CRUCIBLE_RETENTION_DAYS}
+    return render(request, "evaluations/usage.html", context)

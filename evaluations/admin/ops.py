@@ -3,6 +3,7 @@ runs per status in the last hour. Server-rendered; it reloads itself every few s
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
@@ -23,6 +24,7 @@ def ops(request):
         "refresh_seconds": REFRESH_SECONDS,
         "stale_seconds": int(selectors.WORKER_STALE_SECONDS),
         "last_hour_total": sum(n for _, n in snapshot.last_hour),
+        "retention_days": settings.CRUCIBLE_RETENTION_DAYS,
     }
     response = render(request, "evaluations/ops.html", context)
     add_never_cache_headers(response)

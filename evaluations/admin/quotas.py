@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from evaluations.accounts import audit
@@ -49,6 +51,21 @@ class QuotaOverrideForm(forms.ModelForm):
         help_texts = {name: "Empty: the user's role's quota." for name in QuotaFields.QUOTA_NAMES}
 
 
+class UserAutocomplete(AutocompleteSelect):
+    """Django's widget looks the submitted value up to show the form again: a value that is no user
+    id (":", or 40 digits, typed by hand) made that lookup raise, a 500; it is now shown as no choice."""
+
+    def optgroups(self, name, value, attr=None):
+        ids = []
+        for item in value:
+            try:
+                ids.append(self.field.target_field.to_python(item))
+            except ValidationError:
+                pass
+        # Nor may an id beyond the database's 64-bit integers reach it.
+        return super().optgroups(name, [str(i) for i in ids if i is not None and abs(i) < 2**63], attr)
+
+
 @admin.register(QuotaOverride)
 class QuotaOverrideAdmin(admin.ModelAdmin):
     form = QuotaOverrideForm
@@ -56,6 +73,11 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
     search_fields = ("user__username",)
     autocomplete_fields = ("user",)
     list_select_related = ("user",)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["widget"] = UserAutocomplete(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         # Moving an override to another user would be two changes (one loses it, one gains it)

@@ -1,16 +1,19 @@
 """Reads for the operations page: the broker's queue, runs in flight, workers' heartbeats, the
-reconciler and its latest decisions."""
+reconciler and its latest decisions, the log store's size and retention's last pass."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count
 from django.utils import timezone
 
-from evaluations.accounts.audit import ACTIONS, RECONCILE_ACTIONS
+from evaluations.accounts.audit import ACTIONS, RECONCILE_ACTIONS, RETENTION_EXPIRE
 from evaluations.models import AuditEvent, Run, RunStatus, WorkerHeartbeat
+from evaluations.runs import logstore
 from evaluations.runs.broker import queue_depth
 from evaluations.runs.selectors import WORKER_STALE_SECONDS, runs_without_bulk
 
@@ -29,6 +32,8 @@ class OpsSnapshot:
     reconciler: tuple[WorkerHeartbeat, float, bool] | None  # the last one seen, as workers are
     decisions: list[tuple[AuditEvent, str]]  # the reconciler's latest, newest first, with what they did
     last_hour: list[tuple[str, int]]  # every status, in order, with how many runs queued in the last hour
+    log_store: logstore.StoreUsage | None = None
+    last_retention: AuditEvent | None = None  # retention's latest pass that deleted something
 
 
 def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
@@ -63,4 +68,21 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
             for event in AuditEvent.objects.filter(action__in=RECONCILE_ACTIONS)[:DECISIONS_SHOWN]
         ],
         last_hour=[(status, counts.get(status, 0)) for status in RunStatus.values],
+        log_store=log_store_usage(),
+        last_retention=AuditEvent.objects.filter(action=RETENTION_EXPIRE).first(),
     )
+
+
+# Measuring the store sums every row: once a minute per process is enough for a page that reloads
+# every few seconds.
+USAGE_CACHE_SECONDS = 60.0
+_usage: tuple[float, logstore.StoreUsage] | None = None
+_usage_lock = threading.Lock()
+
+
+def log_store_usage(*, fresh: bool = False) -> logstore.StoreUsage:
+    global _usage
+    with _usage_lock:
+        if fresh or _usage is None or time.monotonic() - _usage[0] > USAGE_CACHE_SECONDS:
+            _usage = (time.monotonic(), logstore.store_usage())
+        return _usage[1]

@@ -37,3 +37,17 @@ def grant_admin_role_model_permissions(site: admin.AdminSite) -> None:
         for name in names:
             if not rules.perm_exists(name):
                 rules.add_perm(name, grant)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the admin may list and read but not add, change or delete: records others write (runs,
+    the audit log, batches); what an admin may do to them is an action of the subclass."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

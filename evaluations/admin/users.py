@@ -3,6 +3,7 @@ evaluations/accounts/services.py or is audited here, inside the admin's own tran
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -33,7 +34,11 @@ def set_password_link(request, user) -> str:
     because setting the password changes what the token is made from)."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     path = reverse("password-set", kwargs={"uidb64": uid, "token": default_token_generator.make_token(user)})
-    return request.build_absolute_uri(path)
+    url = request.build_absolute_uri(path)
+    if settings.CRUCIBLE_BEHIND_TLS_PROXY and url.startswith("http://"):
+        # The proxy speaks https to the world even where it forgot to say so to us.
+        url = "https://" + url.removeprefix("http://")
+    return url
 
 
 def _link_lifetime() -> str:

@@ -10,7 +10,8 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions
+from drf_spectacular.utils import extend_schema_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -20,6 +21,12 @@ from evaluations.accounts.quotas import QuotaExceeded
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        from evaluations.api.throttling import throttle_unauthenticated
+
+        wait = throttle_unauthenticated(context["request"], context.get("view"))
+        if wait is not None:
+            exc = RateLimited(wait=wait)
     if isinstance(exc, QuotaExceeded):
         return quota_exceeded_response(exc)
     service = unavailable.unavailable_service(exc)
@@ -75,3 +82,33 @@ def body_too_large_message() -> str:
         f"the request body is too large: code is limited to {settings.CRUCIBLE_MAX_CODE_BYTES} bytes "
         f"and a request body to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
     )
+
+
+# The error bodies, for the schema (evaluations/api/openapi.py says which operation answers which).
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.CharField(help_text="what was wrong, and what to do")
+
+
+@extend_schema_serializer(component_name="ValidationError")
+class ValidationErrorOutput(serializers.Serializer):
+    """{field name: [messages]}; `detail` for the request as a whole (a string for a malformed body)."""
+
+
+@extend_schema_serializer(component_name="QuotaExceeded")
+class QuotaExceededOutput(ErrorOutput):
+    """A 429 for a quota; a 429 for the rate limit has `detail` only."""
+
+    quota = serializers.ChoiceField(
+        choices=["runs_per_day", "cpu_seconds_per_day", "concurrent_runs", "storage_bytes"], required=False
+    )
+    limit = serializers.FloatField(required=False)
+    usage = serializers.FloatField(required=False)
+    resets_at = serializers.DateTimeField(required=False, allow_null=True, help_text="null: when a run ends")
+
+
+@extend_schema_serializer(component_name="Unavailable")
+class UnavailableOutput(ErrorOutput):
+    code = serializers.ChoiceField(choices=["unavailable"])

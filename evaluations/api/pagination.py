@@ -15,3 +15,15 @@ class RunCursorPagination(CursorPagination):
     page_size = RUN_PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = RUN_PAGE_SIZE_MAX
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {
+                "next": {**link, "description": "the next (older) page; null on the last page"},
+                "previous": {**link, "description": "the previous (newer) page; null on the first page"},
+                "results": schema,
+            },
+        }

@@ -1,15 +1,20 @@
 """API rate limits, per token and per user over all their tokens and sessions, counted in the shared
 cache (Redis) with a fixed window and an atomic increment (DRF's stock throttle loses counts under
-concurrency). Rates are read from settings on every request; over a limit: 429 with Retry-After.
+concurrency). Requests without a valid token count per client address; browser form submissions and
+websocket connects count in their user's buckets too. Rates are read from settings on every request;
+over a limit: 429 with Retry-After.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS
+from django.shortcuts import render
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -53,14 +58,19 @@ class _WindowThrottle(SimpleRateThrottle):
             return []
         keys = [key]
         if isinstance(request.auth, ApiToken):
-            keys.append(self.cache_format % {"scope": self.scope, "ident": f"user-{request.auth.user_id}"})
+            keys.append(self.key_for(f"user-{request.auth.user_id}"))
         return keys
 
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
-            return True
-        keys = self.get_cache_keys(request, view)
-        if not keys:
+        request.crucible_throttles_counted = True
+        return self.allow_keys(self.get_cache_keys(request, view))
+
+    def key_for(self, ident: str) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_keys(self, keys: list[str]) -> bool:
+        """Count one request in each bucket of `keys`; False if any is then over the rate."""
+        if self.rate is None or not keys:
             return True
         # A limiter that is down must not take the API down with it: requests pass uncounted, and
         # for a while do not even try the cache, whose every attempt could wait out a timeout.
@@ -114,13 +124,63 @@ class ApiWriteRateThrottle(_WindowThrottle):
         return super().get_cache_key(request, view)
 
 
+def throttle_unauthenticated(request, view) -> float | None:
+    """Count a request refused for a missing or bad token in its view's buckets, per client address,
+    as DRF never does (it authenticates before it throttles); the seconds to wait if that puts it over
+    a limit, else None. A flood of bad tokens then gets 429s like any other."""
+    if view is None or getattr(request, "crucible_throttles_counted", False):
+        return None
+    waits = [throttle.wait() or 0.0 for throttle in view.get_throttles() if not throttle.allow_request(request, view)]
+    return max(waits) if waits else None
+
+
+def user_action_wait(*, user_id: int, token_id: int | None = None, write: bool) -> float | None:
+    """Count one browser form submission (`write`) or websocket connect of a user, in the buckets
+    their API requests fill (the user's, and the token's for a socket opened with one); the seconds
+    to wait if that puts it over a limit, else None."""
+    waits = []
+    for throttle in (ApiRateThrottle(), ApiWriteRateThrottle()) if write else (ApiRateThrottle(),):
+        idents = ([f"token-{token_id}"] if token_id is not None else []) + [f"user-{user_id}"]
+        if not throttle.allow_keys([throttle.key_for(ident) for ident in idents]):
+            waits.append(throttle.wait() or 0.0)
+    return max(waits) if waits else None
+
+
+def rate_limited(view):
+    """For browser views that change something: a POST counts as a write, as in the API; over a
+    limit the page answers 429 with Retry-After and the view does not run."""
+
+    @functools.wraps(view)
+    def limited(request, *args, **kwargs):
+        if request.method == "POST" and request.user.is_authenticated:
+            wait = user_action_wait(user_id=request.user.pk, write=True)
+            if wait is not None:
+                return _rate_limited_page(request, wait)
+        return view(request, *args, **kwargs)
+
+    return limited
+
+
+def _rate_limited_page(request, wait: float):
+    seconds = max(1, math.ceil(wait))
+    message = (
+        f"Too many requests: you may make {_describe(settings.CRUCIBLE_API_WRITE_RATE)} that submit, re-run, "
+        f"cancel or create a token, and {_describe(settings.CRUCIBLE_API_RATE)} in all, counting your API "
+        f"requests. Try again in {seconds} seconds."
+    )
+    context = {"title": "Too many requests", "message": message}
+    response = render(request, "error.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 def throttled_message() -> str:
     """What a 429 says (DRF appends when to retry; Retry-After has it in seconds)."""
     return (
         "Too many requests: the API allows "
         f"{_describe(settings.CRUCIBLE_API_RATE)} per token, and as many per user over all of their tokens "
         f"and browser sessions together, of which {_describe(settings.CRUCIBLE_API_WRITE_RATE)} may be "
-        "submissions, re-runs or cancels. "
+        "submissions, re-runs or cancels. Requests without a valid token count per client address. "
         "Wait for the time in the Retry-After header."
     )
 

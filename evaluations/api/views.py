@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
@@ -10,14 +14,22 @@ from rest_framework.views import APIView
 
 from evaluations.accounts.audit import client_ip
 from evaluations.accounts.permissions import require
+from evaluations.api import openapi
+from evaluations.api.errors import ErrorOutput
 from evaluations.api.idempotency import idempotent
 from evaluations.api.pagination import RunCursorPagination
 from evaluations.api.serializers import (
     LogsQuery,
     RerunInput,
     RunListQuery,
+    RunMetricsOutput,
+    RunOutput,
+    RunSummaryOutput,
+    SubmissionCodeInput,
     SubmissionCreateInput,
+    SubmissionOutput,
     SubmissionShareInput,
+    SubmissionUploadInput,
     run_output,
     run_summary,
     submission_output,
@@ -36,6 +48,28 @@ def reject_unknown_fields(data, allowed: set[str]) -> None:
 
 
 class SubmissionCreateApi(APIView):
+    @extend_schema(
+        operation_id="submission_create",
+        summary="Submit code to run",
+        description=(
+            "Stores the submission and queues its first run. Send the code as text in JSON, or as "
+            "multipart/form-data with either `code` or `file` (a .py file, or a project archive and its "
+            "`entrypoint`). Limits left out get the defaults; above the site's or your quota's maximum is a 400."
+        ),
+        tags=["submissions"],
+        request={"application/json": SubmissionCodeInput, "multipart/form-data": SubmissionUploadInput},
+        parameters=openapi.IDEMPOTENT_WRITE,
+        responses=openapi.responses(
+            {201: OpenApiResponse(RunOutput, description="the new run, queued")},
+            400,
+            403,
+            409,
+            415,
+            422,
+            e409=openapi.IN_PROGRESS,
+        ),  # fmt: skip
+        examples=openapi.SUBMISSION_EXAMPLES,
+    )
     @idempotent
     def post(self, request):
         require(request.user, "evaluations.submit")
@@ -56,17 +90,39 @@ class SubmissionCreateApi(APIView):
 
 
 class RunListApi(APIView):
+    pagination_class = RunCursorPagination
+
+    @extend_schema(
+        operation_id="run_list",
+        summary="List runs",
+        tags=["runs"],
+        parameters=[RunListQuery, *openapi.HEADERS],
+        responses=openapi.responses(
+            {200: OpenApiResponse(RunSummaryOutput(many=True), description="a page of runs, newest first")},
+            400,
+            404,
+            e404=OpenApiResponse(ErrorOutput, description="the cursor is not one this API gave"),
+        ),  # fmt: skip
+    )
     def get(self, request):
         """{"next", "previous", "results"}: a page of run summaries, newest first; `next` and
         `previous` are the URLs of the neighbouring pages (null at either end)."""
         reject_unknown_fields(request.query_params, set(RunListQuery().fields))
-        RunListQuery(data=request.query_params).is_valid(raise_exception=True)
-        paginator = RunCursorPagination()
+        # A dict, not the QueryDict, in which DRF would take `?page_size=` for no value at all.
+        RunListQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        paginator = self.pagination_class()
         runs = paginator.paginate_queryset(selectors.run_list_visible_summaries(user=request.user), request, view=self)
         return paginator.get_paginated_response([run_summary(run, request) for run in runs])
 
 
 class RunDetailApi(APIView):
+    @extend_schema(
+        operation_id="run_retrieve",
+        summary="Read a run: its status, usage and output",
+        tags=["runs"],
+        parameters=[openapi.RUN_ID, *openapi.HEADERS],
+        responses=openapi.responses({200: OpenApiResponse(RunOutput, description="the run")}, 404),
+    )
     def get(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
         return Response(run_output(run, request))
@@ -77,7 +133,38 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+class OutputExpired(APIException):
+    status_code = status.HTTP_410_GONE
+    default_code = "output_expired"
+
+
+EXPIRED = OpenApiResponse(ErrorOutput, description="the run's output expired and was deleted (CRUCIBLE_RETENTION_DAYS)")
+
+
+def reject_expired_output(run) -> None:
+    if run.output_expired_at is not None:
+        raise OutputExpired(
+            f"The output and samples of run {run.pk} expired and were deleted on "
+            f"{run.output_expired_at:%Y-%m-%d %H:%M} UTC: runs' output is kept for "
+            f"{settings.CRUCIBLE_RETENTION_DAYS:g} days after they end. The run's status and usage are kept."
+        )
+
+
 class RunCancelApi(APIView):
+    @extend_schema(
+        operation_id="run_cancel",
+        summary="Cancel a queued or running run",
+        tags=["runs"],
+        request=None,
+        parameters=[openapi.RUN_ID, *openapi.HEADERS],
+        responses=openapi.responses(
+            {202: OpenApiResponse(RunOutput, description="cancelling: the run ends as `cancelled` shortly")},
+            403,
+            404,
+            409,
+            e409=OpenApiResponse(ErrorOutput, description="the run has ended already"),
+        ),  # fmt: skip
+    )
     def post(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
         require(request.user, "evaluations.cancel_run", run)
@@ -89,6 +176,23 @@ class RunCancelApi(APIView):
 
 
 class SubmissionRerunApi(APIView):
+    @extend_schema(
+        operation_id="submission_rerun",
+        summary="Run a submission again",
+        tags=["submissions"],
+        request=RerunInput,
+        parameters=[openapi.SUBMISSION_ID, *openapi.IDEMPOTENT_WRITE],
+        responses=openapi.responses(
+            {201: OpenApiResponse(RunOutput, description="the new run, queued")},
+            400,
+            403,
+            404,
+            409,
+            415,
+            422,
+            e409=openapi.IN_PROGRESS,
+        ),  # fmt: skip
+    )
     @idempotent
     def post(self, request, submission_id: int):
         latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
@@ -101,6 +205,16 @@ class SubmissionRerunApi(APIView):
 
 
 class SubmissionDetailApi(APIView):
+    @extend_schema(
+        operation_id="submission_share",
+        summary="Share a submission with your team, or stop sharing it",
+        tags=["submissions"],
+        request=SubmissionShareInput,
+        parameters=[openapi.SUBMISSION_ID, *openapi.HEADERS],
+        responses=openapi.responses(
+            {200: OpenApiResponse(SubmissionOutput, description="the submission")}, 400, 403, 404, 415
+        ),
+    )
     def patch(self, request, submission_id: int):
         """{"shared_with_team": true|false}: the owner's choice; teammates may then read its runs."""
         latest = selectors.run_latest_of_submission(user=request.user, submission_id=submission_id)
@@ -116,10 +230,36 @@ class SubmissionDetailApi(APIView):
 
 
 class RunLogsApi(APIView):
+    @extend_schema(
+        operation_id="run_logs",
+        summary="Read a run's output, from a byte offset",
+        tags=["runs"],
+        parameters=[
+            openapi.RUN_ID,
+            LogsQuery,
+            openapi.response_header("X-Crucible-Offset", [200], "the offset of the first byte sent", OpenApiTypes.INT),
+            openapi.response_header("X-Crucible-Next-Offset", [200], "the offset to ask for next", OpenApiTypes.INT),
+            openapi.response_header("X-Crucible-Size", [200], "the bytes stored so far", OpenApiTypes.INT),
+            openapi.response_header(
+                "X-Crucible-Complete", [200], "`true` once the run has ended: nothing more will come", OpenApiTypes.BOOL
+            ),
+            *openapi.HEADERS,
+        ],
+        responses=openapi.responses(
+            {
+                (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the bytes"),
+                410: EXPIRED,
+            },
+            400,
+            404,
+        ),  # fmt: skip
+    )
     def get(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        reject_expired_output(run)
         reject_unknown_fields(request.query_params, set(LogsQuery().fields))
-        query = LogsQuery(data=request.query_params)
+        # A dict: `?offset=` is a mistake, not the default (as for RunListQuery above).
+        query = LogsQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         stream, offset = query.validated_data["stream"], query.validated_data["offset"]
         data = logstore.log_read(run, stream, offset, query.validated_data.get("limit"))
@@ -134,6 +274,22 @@ class RunLogsApi(APIView):
 
 
 class RunMetricsApi(APIView):
+    @extend_schema(
+        operation_id="run_metrics",
+        summary="Read a run's CPU, memory and process samples",
+        tags=["runs"],
+        parameters=[openapi.RUN_ID, *openapi.HEADERS],
+        responses=openapi.responses(
+            {200: OpenApiResponse(RunMetricsOutput, description="every sample stored, oldest first"), 410: EXPIRED},
+            404,
+        ),
+    )
     def get(self, request, run_id: int):
         run = selectors.run_get_visible(user=request.user, run_id=run_id)
+        reject_expired_output(run)
         return Response({"samples": logstore.metrics_read(run)})
+
+
+@csrf_exempt  # it changes nothing; CSRF's own 403 would be an HTML page
+def endpoint_not_found(request, *args, **kwargs) -> JsonResponse:
+    return JsonResponse({"detail": "No such API endpoint: the API's paths are listed at /api/docs/."}, status=404)

@@ -1,7 +1,8 @@
 """Websocket authentication and Origin checks, in front of the consumers.
 
-Browsers authenticate with their session cookie and always send an Origin, which must be one of
-our hosts (otherwise any site could open a socket with the visitor's cookie). Scripts send
+Browsers authenticate with their session cookie and always send an Origin, whose scheme, host and
+port must be one of CRUCIBLE_ALLOWED_ORIGINS (otherwise any site could open a socket with the
+visitor's cookie). Scripts send
 `Authorization: Token <key>` in the handshake headers — never in the URL, so it is not logged.
 """
 
@@ -12,7 +13,6 @@ from urllib.parse import urlparse
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.http.request import validate_host
 
 from evaluations.live.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
 
@@ -27,6 +27,26 @@ def _token_user(key: str):
     except tokens.TokenRejected:
         return None
     return user, token.pk
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin, the default port filled in; None if it is not one."""
+    try:
+        parts = urlparse(origin.strip().lower())
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or port is None:
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+def origin_allowed(origin: str) -> bool:
+    key = _origin_key(origin)
+    return key is not None and any(key == _origin_key(allowed) for allowed in settings.CRUCIBLE_ALLOWED_ORIGINS)
 
 
 class TokenAndOriginMiddleware:
@@ -46,8 +66,7 @@ class TokenAndOriginMiddleware:
             else:
                 scope["user"], scope["crucible_token_id"] = found
         if origin:
-            host = urlparse(origin).hostname or ""
-            if not validate_host(host, settings.ALLOWED_HOSTS):
+            if not origin_allowed(origin):
                 scope["crucible_reject"] = CLOSE_FORBIDDEN_ORIGIN
         elif not auth:
             # A session cookie without an Origin: browsers always send one, so this client hides

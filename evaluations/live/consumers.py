@@ -7,36 +7,85 @@ import asyncio
 import base64
 import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, WebsocketConsumer
 from django.http import Http404
 
+from evaluations.api.throttling import user_action_wait
 from evaluations.live import protocol
 from evaluations.live.groups import ACCESS_GROUP, run_group
 from evaluations.live.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHENTICATED,
     METRICS_PER_FRAME,
     STREAMS,
     parse_offsets,
 )
 from evaluations.live.selectors import run_list_groups, websocket_user
-from evaluations.models import TERMINAL_STATUSES
-from evaluations.runs import logstore, selectors
+from evaluations.models import TERMINAL_STATUSES, RunStatus
+from evaluations.monitoring.logging import log_bind, log_context, request_id_from, username_of
+from evaluations.monitoring.metrics import DROPPED_IN_DELIVERY, websocket_messages_dropped
+from evaluations.runs import combined_output, logstore, selectors
 
 logger = logging.getLogger(__name__)
 
 REPLAY_READ_BYTES = 1024 * 1024
+# Live output goes to a client in at most one frame per stream this often: the chunks that arrive
+# meanwhile (a burst of small lines, a backlog of layer messages) are held and sent as one. A chunk
+# after a quiet spell goes at once.
+OUTPUT_FRAME_INTERVAL = 0.02
+# Held output goes with the first chunk that arrives once the interval is over, or at the latest
+# this long after the last frame: a timer at the interval itself would take the slot just before
+# the next chunk of a steady stream, which would then wait a whole interval (bench/live.py).
+OUTPUT_HOLD_LIMIT = 1.5 * OUTPUT_FRAME_INTERVAL
 # Group memberships live in Redis and a Redis restart forgets them: every socket joins its groups
 # again this often, and a run's socket catches up from the store on what it may have missed.
 REJOIN_SECONDS = 5.0
 _STATUS_RANK = {"queued": 0, "running": 1}  # terminal statuses rank 2
 
 
+# Chunks of one stream stored within this of each other are replayed as one frame (one time for all).
+REPLAY_JOIN_SECONDS = 0.05
+
+
+@dataclass
+class _Replayed:
+    """Replayed bytes of one stream waiting to be sent as frames, and when they were stored."""
+
+    stream: str
+    offset: int
+    data: bytearray
+    first: datetime | None
+    started: datetime | None
+    last: datetime | None = None
+
+    def joins(self, stream: str, created: datetime | None) -> bool:
+        if stream != self.stream:
+            return False
+        if created is None or self.last is None:
+            return created is None and self.last is None
+        return (created - self.last).total_seconds() < REPLAY_JOIN_SECONDS
+
+    def seconds(self) -> float | None:
+        if self.first is None or self.started is None:
+            return None
+        return round(max(0.0, (self.first - self.started).total_seconds()), 3)
+
+
 class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope, receive, send) -> None:
+        # One log scope per socket, for its whole life: an id (the handshake's X-Request-ID if
+        # sane) and its user; a run's socket adds the run id.
+        headers = dict(scope.get("headers", []))
+        with log_context(request_id=request_id_from(headers.get(b"x-request-id")), user=username_of(scope.get("user"))):
+            await super().__call__(scope, receive, send)
+
     async def _refuse_unless_allowed(self) -> bool:
         """Accept, then close with a code if the caller may not be here; True if refused.
         (Closing before accept would turn every refusal into the same HTTP 403.)"""
@@ -44,6 +93,14 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if reject is None and (user is None or not user.is_authenticated):
             reject = CLOSE_UNAUTHENTICATED
+        if reject is None:
+            # A connect counts like an API request of its user (and token), so reconnecting in a
+            # loop is limited like polling.
+            wait = await sync_to_async(user_action_wait)(
+                user_id=user.pk, token_id=self.scope.get("crucible_token_id"), write=False
+            )
+            if wait is not None:
+                reject = CLOSE_RATE_LIMITED
         if reject is not None:
             await self.accept()
             await self.close(code=reject)
@@ -120,6 +177,7 @@ class RunConsumer(_AuthenticatedConsumer):
         try:
             self.sent = parse_offsets(self.scope.get("query_string", b""))
             self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+            log_bind(run_id=self.run_id)
         except ValueError:
             await self.accept()
             await self.close(code=CLOSE_BAD_REQUEST)
@@ -131,7 +189,11 @@ class RunConsumer(_AuthenticatedConsumer):
             await self.close(code=refusal)  # 4404 is the same for "no such run" and "not yours"
             return
         self.group = run_group(self.run_id)
-        self._sending = asyncio.Lock()  # the catch-up and live output must not interleave
+        self._sending = asyncio.Lock()  # the catch-up, held output and live output must not interleave
+        # Live output accepted but not sent yet: it ends at self.sent[stream], where the store goes on.
+        self._held = {stream: bytearray() for stream in STREAMS}
+        self._last_frame = dict.fromkeys(STREAMS, 0.0)
+        self._flush_due: dict[str, asyncio.Future | None] = dict.fromkeys(STREAMS)
         # Join first, read the store second: every byte published from now on is either in what
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -139,21 +201,27 @@ class RunConsumer(_AuthenticatedConsumer):
         # The status is read before the output: a run that ended by then has all its output stored,
         # so the replay sends it all before the terminal status, and no output ever follows it.
         status = await database_sync_to_async(self._status_payload)()
+        await self._replay_in_order()
         for stream in STREAMS:
             await self._replay(stream)
         await self.run_status({"payload": status})
-        samples = await sync_to_async(logstore.metrics_read)(self.run)
+        samples = await database_sync_to_async(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
         self.metrics_until = samples[-1]["t"] if samples else -1.0
         for i in range(0, len(samples), METRICS_PER_FRAME):
             await self.send_json(protocol.metrics_message(samples[i : i + METRICS_PER_FRAME]))
         self._keep_membership()
+        logger.info("websocket following run %s (status %s)", self.run_id, status["status"])
 
     async def disconnect(self, code) -> None:
         await self._stop_keeping_membership()
+        for due in getattr(self, "_flush_due", {}).values():
+            if due is not None:
+                due.cancel()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            logger.info("websocket of run %s closed (%s)", self.run_id, code)
         await self._unwatch_access()
 
     def _groups(self) -> list[str]:
@@ -168,32 +236,42 @@ class RunConsumer(_AuthenticatedConsumer):
             return
         self.status_rank = rank
         self.ended = status in TERMINAL_STATUSES
-        if self.ended:
-            # All its output is stored before a run's end is published, but live messages can be
-            # late or lost under load: send what the client lacks first, so the end comes last.
-            async with self._sending:
-                for stream in STREAMS:
+        async with self._sending:
+            for stream in STREAMS:
+                if self.ended:
+                    # All its output is stored before a run's end is published, but live messages can
+                    # be late or lost under load: send what the client lacks first, so the end comes last.
                     await self._replay(stream)
-        await self.send_json(event["payload"])
+                else:
+                    await self._flush(stream)  # held output was printed before this status was sent
+            await self.send_json(event["payload"])
 
     async def _catch_up(self) -> None:
         if getattr(self, "ended", False):
             return
-        async with self._sending:
-            for stream in STREAMS:
-                await self._replay(stream)
-            samples = await sync_to_async(logstore.metrics_read)(self.run)
-            fresh = [s for s in samples if s["t"] > self.metrics_until]
-            if fresh:
-                self.metrics_until = fresh[-1]["t"]
-            for i in range(0, len(fresh), METRICS_PER_FRAME):
-                await self.send_json(protocol.metrics_message(fresh[i : i + METRICS_PER_FRAME]))
-        try:
-            payload = await database_sync_to_async(self._status_payload)()
-        except Http404:
+        # Every open socket does this every few seconds: one small query, and the store only
+        # once the run has started (a queued run has no output yet).
+        status = await database_sync_to_async(selectors.run_status_of)(run_id=self.run_id)
+        if status is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        if payload["status"] in TERMINAL_STATUSES and not getattr(self, "ended", False):
+        if status != RunStatus.QUEUED:
+            async with self._sending:
+                for stream in STREAMS:
+                    await self._replay(stream)
+                # Only the samples it lacks: a query on (run, last_t), small however long the run.
+                samples = await database_sync_to_async(logstore.metrics_read)(self.run, after=self.metrics_until)
+                fresh = [s for s in samples if s["t"] > self.metrics_until]
+                if fresh:
+                    self.metrics_until = fresh[-1]["t"]
+                for i in range(0, len(fresh), METRICS_PER_FRAME):
+                    await self.send_json(protocol.metrics_message(fresh[i : i + METRICS_PER_FRAME]))
+        if status in TERMINAL_STATUSES and not getattr(self, "ended", False):
+            try:
+                payload = await database_sync_to_async(self._status_payload)()
+            except Http404:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
             await self.run_status({"payload": payload})
 
     def _access_lost(self) -> int | None:
@@ -206,6 +284,7 @@ class RunConsumer(_AuthenticatedConsumer):
         except Http404:
             return CLOSE_NOT_FOUND
         self.scope["user"] = user
+        log_bind(user=user.get_username())
         return None
 
     async def access_check(self, event) -> None:
@@ -217,11 +296,53 @@ class RunConsumer(_AuthenticatedConsumer):
         run = selectors.run_get_visible(user=self.scope["user"], run_id=self.run_id)
         return selectors.run_status_payload(run=run)
 
+    async def _replay_in_order(self) -> None:
+        """Both streams from the client's offsets in the order they were stored, so a page opened on
+        a run shows stdout and stderr lines interleaved as they were written, each frame with `t`, the
+        seconds after the run started that its first byte was stored. Chunks of one stream stored
+        close together go in one frame; at anything unexpected (a gap) _replay takes over."""
+        started = getattr(self.run, "started_at", None)
+        while True:
+            rows = await database_sync_to_async(combined_output.chunks_after)(self.run, dict(self.sent))
+            if not rows:
+                return
+            pending: _Replayed | None = None
+            for stream, offset, data, created in rows:
+                have = self.sent[stream] + (len(pending.data) if pending and pending.stream == stream else 0)
+                if offset > have:
+                    break
+                if pending is not None and not pending.joins(stream, created):
+                    await self._send_replayed(pending)
+                    pending = None
+                    have = self.sent[stream]
+                if pending is None:
+                    pending = _Replayed(stream, have, bytearray(), created, started)
+                pending.data.extend(data[have - offset :])
+                pending.last = created
+            else:
+                if pending is not None:
+                    await self._send_replayed(pending)
+                continue
+            if pending is not None:
+                await self._send_replayed(pending)
+            return
+
+    async def _send_replayed(self, replayed: _Replayed) -> None:
+        if not replayed.data:
+            return
+        t = replayed.seconds()
+        for frame in protocol.output_frames(replayed.stream, replayed.offset, bytes(replayed.data)):
+            if t is not None:
+                frame["t"] = t
+            await self.send_json(frame)
+        self.sent[replayed.stream] = replayed.offset + len(replayed.data)
+
     async def _replay(self, stream: str, until: int | None = None) -> None:
         """Send stored bytes from what the client has up to `until` (or the end)."""
+        await self._flush(stream)  # the held bytes come before what the store has after them
         while until is None or self.sent[stream] < until:
             want = REPLAY_READ_BYTES if until is None else min(REPLAY_READ_BYTES, until - self.sent[stream])
-            data = await sync_to_async(logstore.log_read)(self.run, stream, self.sent[stream], want)
+            data = await database_sync_to_async(logstore.log_read)(self.run, stream, self.sent[stream], want)
             if not data:
                 return
             for frame in protocol.output_frames(stream, self.sent[stream], data):
@@ -240,13 +361,36 @@ class RunConsumer(_AuthenticatedConsumer):
         if offset + len(data) <= have:
             return  # already sent by the replay
         if offset > have:
+            websocket_messages_dropped(DROPPED_IN_DELIVERY)
             await self._replay(stream, until=offset)  # a dropped live message: fill from the store
             if self.sent[stream] < offset:
                 return
             have = self.sent[stream]
-        rest = data[have - offset :]
-        await self.send_json(protocol.output_message(stream, have, rest))
-        self.sent[stream] = have + len(rest)
+        self._held[stream] += data[have - offset :]
+        self.sent[stream] = offset + len(data)
+        since = asyncio.get_running_loop().time() - self._last_frame[stream]
+        if since >= OUTPUT_FRAME_INTERVAL:
+            await self._flush(stream)
+        elif self._flush_due[stream] is None:  # else the flush already due takes these bytes too
+            self._flush_due[stream] = asyncio.ensure_future(self._flush_later(stream, OUTPUT_HOLD_LIMIT - since))
+
+    async def _flush_later(self, stream: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        async with self._sending:
+            await self._flush(stream)
+
+    async def _flush(self, stream: str) -> None:
+        """Send the held output of `stream` (in frames of at most FRAME_BYTES); hold `_sending`."""
+        held = self._held[stream]
+        if not held:
+            return
+        self._held[stream] = bytearray()
+        due, self._flush_due[stream] = self._flush_due[stream], None
+        if due is not None and due is not asyncio.current_task():
+            due.cancel()  # these bytes go now
+        for frame in protocol.output_frames(stream, self.sent[stream] - len(held), bytes(held)):
+            await self.send_json(frame)
+        self._last_frame[stream] = asyncio.get_running_loop().time()
 
     async def run_metrics(self, event) -> None:
         fresh = [s for s in event["payload"]["samples"] if s["t"] > getattr(self, "metrics_until", -1.0)]

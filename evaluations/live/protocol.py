@@ -13,6 +13,7 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_RATE_LIMITED = 4429  # too many connects: the user's API rate (evaluations/api/throttling.py)
 
 # Frames stay within 64 KiB (daphne resets a connection at 1 MiB): base64 grows data by 4/3, and
 # the JSON envelope needs a little room.

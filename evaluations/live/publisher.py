@@ -1,8 +1,8 @@
 """Publishing run events to websocket clients, from workers and from the web side.
 
-One background event loop per process carries all channel-layer sends, so a publish never blocks
-the sandbox's output pump for long. Every byte is in the log store before its message is sent
-(docs/live-runs.md).
+One background event loop per process carries all channel-layer sends; a run's output is stored
+and sent from a thread of its own, so neither blocks the sandbox's output pump. Every byte is in
+the log store before its message is sent (docs/live-runs.md).
 """
 
 from __future__ import annotations
@@ -11,20 +11,30 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.db import DatabaseError, connection
 
 from evaluations.live import protocol
 from evaluations.live.groups import ACCESS_GROUP, run_group, user_group
-from evaluations.runs.logstore import RunLogWriter, StoredRun
+from evaluations.monitoring.logging import in_log_context
+from evaluations.monitoring.metrics import messages_dropped_at_publish
+from evaluations.runs.logstore import RunLogWriter, StoredRun, store_may_recover
 
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 5.0
-# The least time between two sends of one run's output (see RunPublisher._flusher).
-SEND_INTERVAL = 0.02
+# The least time between two INSERTs of one run's output (unless STORE_BYTES are pending), and
+# between two publishes of what was stored (see RunPublisher._flusher).
+STORE_INTERVAL = 0.005
+STORE_BYTES = 64 * 1024
+SEND_INTERVAL = 0.005
+# The longest close() waits for the last batches to be stored and sent (a database that is away
+# meanwhile is retried: the output waits in memory, bounded by the run's caps).
+CLOSE_TIMEOUT = 30.0
+RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def access_changed() -> None:
@@ -69,6 +79,7 @@ def send(messages: list[tuple[str, dict[str, Any]]]) -> None:
     try:
         asyncio.run_coroutine_threadsafe(_send(), _Loop.get()).result(timeout=SEND_TIMEOUT)
     except Exception as exc:  # e.g. Redis restarting: pages catch up from the log store on reconnect
+        messages_dropped_at_publish(len(messages))  # in Redis, for /metrics on every host
         logger.warning("could not publish %d live message(s): %s: %s", len(messages), type(exc).__name__, exc)
 
 
@@ -81,22 +92,35 @@ def publish_status(*, run_id: int, owner_id: int, payload: dict[str, Any], list_
 
 
 class RunPublisher:
-    """Stores and publishes one run's output and metric samples while it runs."""
+    """Stores and publishes one run's output and metric samples while it runs.
 
-    def __init__(self, run: StoredRun) -> None:
+    The pump's callbacks only queue; one thread per run stores what is pending in one transaction
+    (logstore.RunLogWriter.store), then publishes it. While the database is unreachable the batch is
+    kept and stored again, until close() gives up; a failure that will not pass (the store is full,
+    rows refused) is handed to `on_failure` (from that thread) and nothing more is stored or published."""
+
+    def __init__(self, run: StoredRun, on_failure: Callable[[Exception], None] | None = None) -> None:
         self.run_id = run.pk
         self.group = run_group(run.pk)
         self.store = RunLogWriter(run)
+        self.on_failure = on_failure
+        self.failure: Exception | None = None
         self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._flusher, name=f"run-{run.pk}-publisher", daemon=True)
+        self._failures = 0  # store failures in a row that may pass
+        self._retry_at = 0.0
+        self._thread = threading.Thread(
+            target=in_log_context(self._flusher), name=f"run-{run.pk}-publisher", daemon=True
+        )
         self._thread.start()
 
     # Called from the sandbox's pump thread: must be quick.
     def output(self, stream: str, offset: int, data: bytes) -> None:
-        self.store.append(stream, offset, data)
         with self._cond:
+            if self.failure is not None:
+                return
             last = self._pending[-1] if self._pending else None
             if (
                 last is not None
@@ -104,58 +128,123 @@ class RunPublisher:
                 and last["stream"] == stream
                 and last["offset"] + len(last["data"]) == offset
             ):
-                last["data"] += data  # merge adjacent chunks of a stream into one message
+                last["data"] += data  # merge adjacent chunks of a stream into one row and message
             else:
                 self._pending.append({"kind": "output", "stream": stream, "offset": offset, "data": bytearray(data)})
+            self._pending_bytes += len(data)
             self._cond.notify()
 
     def metrics(self, sample: dict[str, Any]) -> None:
-        self.store.append_metrics(sample)
         with self._cond:
+            if self.failure is not None:
+                return
             self._pending.append({"kind": "metrics", "sample": sample})
             self._cond.notify()
 
     def close(self) -> None:
-        """Flush everything still pending and stop; call before publishing the final status."""
+        """Store and publish everything still pending, and stop; call before publishing the final
+        status. Raises the store's failure if there was one (or TimeoutError if storing hangs)."""
         with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=SEND_TIMEOUT * 2)
+            if not self._closed:
+                self._closed = True
+                self._cond.notify()
+        self._thread.join(timeout=CLOSE_TIMEOUT)
+        if self._thread.is_alive() and self.failure is None:
+            self.failure = TimeoutError(f"storing the run's output took more than {CLOSE_TIMEOUT:g} s")
         self.store.close()
+        if self.failure is not None:
+            raise self.failure
 
     def _flusher(self) -> None:
-        # A line after a quiet spell goes out at once; while output keeps coming, sends are spaced
-        # at least SEND_INTERVAL apart and carry everything that arrived meanwhile: a message per
-        # line would queue up on the websocket side under a steady stream (bench/live.py).
-        last_send = 0.0
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                wait = last_send + SEND_INTERVAL - time.monotonic()
-                if wait > 0 and not self._closed:
-                    self._cond.wait(timeout=wait)  # close() cuts the wait short
-                batch, self._pending = self._pending, []
-                closed = self._closed
-            last_send = time.monotonic()
-            self._send(batch)
-            if closed:
+        # Output is stored as soon as it comes, in batches at least STORE_INTERVAL apart (or
+        # STORE_BYTES big), and published at most every SEND_INTERVAL: a line after a quiet spell
+        # is stored and sent at once, a steady stream costs an INSERT per few ms and a message per
+        # 20 ms rather than one of each per line (bench/live.py, bench/log_path.py).
+        last_store = last_send = 0.0
+        stored: list[tuple[str, int, bytes]] = []  # stored, not published yet
+        samples: list[dict[str, Any]] = []
+        try:
+            while True:
                 with self._cond:
-                    batch, self._pending = self._pending, []
-                self._send(batch)
-                return
+                    while True:
+                        now = time.monotonic()
+                        closed = self._closed
+                        full = self._pending_bytes >= STORE_BYTES
+                        store_at = max(now if closed or full else last_store + STORE_INTERVAL, self._retry_at)
+                        send_at = now if closed else last_send + SEND_INTERVAL
+                        due = [t for t, waiting in ((store_at, self._pending), (send_at, stored or samples)) if waiting]
+                        if (closed and not due) or (due and min(due) <= now):
+                            break
+                        self._cond.wait(timeout=min(due) - now if due else None)
+                    batch = self._pending if self._pending and store_at <= now else []
+                    if batch:
+                        self._pending, self._pending_bytes = [], 0
+                if batch:
+                    last_store = now
+                    kept = self._store(batch)
+                    if kept is None:
+                        return
+                    stored += kept[0]
+                    samples += kept[1]
+                if (stored or samples) and (closed or time.monotonic() >= last_send + SEND_INTERVAL):
+                    last_send = time.monotonic()
+                    self._send(stored, samples)
+                    stored, samples = [], []
+                if closed:
+                    with self._cond:
+                        if not self._pending:
+                            return
+        finally:
+            connection.close()  # this thread's own database connection
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        messages: list[tuple[str, dict[str, Any]]] = []
-        samples = []
-        for item in batch:
-            if item["kind"] == "output":
-                for frame in protocol.output_frames(item["stream"], item["offset"], bytes(item["data"])):
-                    messages.append((self.group, protocol.output_event(frame)))
+    def _store(self, batch: list[dict[str, Any]]) -> tuple[list[tuple[str, int, bytes]], list[dict]] | None:
+        """Store the batch: (the output kept, the samples); None (and on_failure called) if storing failed."""
+        chunks = [(i["stream"], i["offset"], bytes(i["data"])) for i in batch if i["kind"] == "output"]
+        samples = [i["sample"] for i in batch if i["kind"] == "metrics"]
+        if self.failure is not None:
+            return None  # close() gave up on the database: what it did not wait for is not stored late
+        try:
+            kept = self.store.store(chunks, samples), samples
+            if self._failures:
+                logger.info("run %s: storing its output again after %d failure(s)", self.run_id, self._failures)
+            self._failures = 0
+            return kept
+        except (DatabaseError, ValueError) as exc:
+            if store_may_recover(exc):
+                return self._retry_later(batch, exc)
+            self.failure = exc
+            with self._cond:
+                self._closed = True  # the pump's later callbacks queue into nothing
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            return None
+        finally:
+            if self._failures:
+                connection.close()  # a broken connection is replaced on the next query
+
+    def _retry_later(self, batch: list[dict[str, Any]], exc: Exception) -> tuple[list, list]:
+        """Put the batch back before what came meanwhile, to be stored again after a pause."""
+        self._failures += 1
+        if self._failures == 1 or self._failures % 20 == 0:
+            logger.warning("run %s: could not store its output (%s); retrying", self.run_id, exc)
+        with self._cond:
+            self._pending[:0] = batch
+            self._pending_bytes += sum(len(i["data"]) for i in batch if i["kind"] == "output")
+            self._retry_at = time.monotonic() + RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS)) - 1]
+        return [], []
+
+    def _send(self, stored: list[tuple[str, int, bytes]], samples: list[dict[str, Any]]) -> None:
+        merged: list[list] = []
+        for stream, offset, data in stored:  # adjacent chunks of a stream go in one message
+            last = merged[-1] if merged else None
+            if last is not None and last[0] == stream and last[1] + len(last[2]) == offset:
+                last[2] += data
             else:
-                samples.append(item["sample"])
+                merged.append([stream, offset, bytearray(data)])
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for stream, offset, data in merged:
+            for frame in protocol.output_frames(stream, offset, bytes(data)):
+                messages.append((self.group, protocol.output_event(frame)))
         if samples:
             messages.append((self.group, protocol.metrics_event(samples)))
         send(messages)

@@ -12,11 +12,24 @@ import sandbox
 logger = logging.getLogger(__name__)
 
 
+def run_tmp_bytes(memory_bytes: int) -> int:
+    """A run's /tmp size: it lives in the sandbox's memory, so at most half the memory limit."""
+    return min(sandbox.Limits.tmp_bytes, memory_bytes // 2)
+
+
+def prepare_engine() -> None:
+    """Have the engine ready for a run with the site's default limits (a pooled sandbox booting)."""
+    memory = settings.CRUCIBLE_DEFAULT_MEMORY_MB * sandbox.MiB
+    limits = sandbox.Limits(memory_bytes=memory, tmp_bytes=run_tmp_bytes(memory))
+    engine_from_settings().prepare(sandbox.ExecRequest(files={"main.py": b""}, limits=limits))
+
+
 def engine_from_settings() -> sandbox.ExecutionEngine:
     config = sandbox.EngineConfig(
         images_dir=settings.CRUCIBLE_IMAGES_DIR,
         state_dir=settings.CRUCIBLE_SANDBOX_STATE_DIR,
         runsc_path=settings.CRUCIBLE_RUNSC_PATH,
+        pool_size=settings.CRUCIBLE_SANDBOX_POOL_SIZE,
         docker_url=settings.CRUCIBLE_DOCKER_URL,
     )
     return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)

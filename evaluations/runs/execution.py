@@ -7,7 +7,6 @@ request into the engine's cancel event. docs/lifecycle.md tells the whole story.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -21,8 +20,10 @@ from django.db import DatabaseError, connection
 import sandbox
 from evaluations.live.publisher import RunPublisher
 from evaluations.models import Run, RunReason, RunStatus
-from evaluations.runs import broker, lifecycle
-from evaluations.runs.engines import engine_from_settings
+from evaluations.monitoring.logging import in_log_context, log_bind
+from evaluations.runs import broker, lifecycle, selectors
+from evaluations.runs.engines import engine_from_settings, run_tmp_bytes
+from evaluations.runs.logstore import store_is_full
 from evaluations.runs.validation import project_files
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,11 @@ EXECUTING = threading.Event()
 
 
 def exec_request_for(run: Run) -> sandbox.ExecRequest:
+    """The sandbox request of a run: its submission's files, and its batch input's stdin and argv."""
     limits = sandbox.Limits(
         wall_seconds=run.wall_seconds,
         memory_bytes=run.memory_bytes,
-        tmp_bytes=min(sandbox.Limits.tmp_bytes, run.memory_bytes // 2),
+        tmp_bytes=run_tmp_bytes(run.memory_bytes),
         stdout_bytes=run.stdout_limit_bytes,
         stderr_bytes=run.stderr_limit_bytes,
     )
@@ -47,13 +49,15 @@ def exec_request_for(run: Run) -> sandbox.ExecRequest:
         files = project_files(archive=bytes(sub.archive), archive_name=sub.archive_name, entrypoint=sub.entrypoint)
     else:
         files = {sub.entrypoint: sub.code.encode("utf-8")}
-    return sandbox.ExecRequest(
-        files=files,
-        entrypoint=sub.entrypoint,
-        argv=tuple(sub.argv),
-        stdin=sub.stdin.encode("utf-8"),
-        limits=limits,
-    )
+    argv, stdin = list(sub.argv), sub.stdin.encode("utf-8")
+    batch_input = run.batch_input
+    if batch_input is not None:
+        argv += batch_input.argv
+        if batch_input.stdin_file:
+            stdin = files[batch_input.stdin_file]  # checked at submission; a KeyError ends it as our error
+        elif batch_input.stdin is not None:
+            stdin = batch_input.stdin.encode("utf-8")
+    return sandbox.ExecRequest(files=files, entrypoint=sub.entrypoint, argv=tuple(argv), stdin=stdin, limits=limits)
 
 
 class _Watch:
@@ -68,7 +72,7 @@ class _Watch:
         self.stopped = False  # the worker is stopping and the run's grace is over
         self.storing = False  # the outcome is being stored
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"run-{run_id}-watch", daemon=True)
+        self._thread = threading.Thread(target=in_log_context(self._watch), name=f"run-{run_id}-watch", daemon=True)
 
     def __enter__(self) -> _Watch:
         self._thread.start()
@@ -78,12 +82,24 @@ class _Watch:
         self._stop.set()
         self._thread.join(timeout=2)
 
+    def _tell_the_queue(self) -> None:
+        # The queue moved up by this run: its pages hear it once the sandbox has started (or the run
+        # has ended), so that these queries do not hold the interpreter while the sandbox starts.
+        try:
+            lifecycle.publish_queue_positions()
+        except Exception as exc:  # best effort, like every live message: pages also ask on connect
+            logger.warning("run %s: could not tell queued runs their positions (%s)", self.run_id, exc)
+
     def _watch(self) -> None:
         renew_every = settings.CRUCIBLE_RUN_LEASE_SECONDS / 4
         next_renew = time.monotonic() + renew_every
         failures = 0
+        told = False
         try:
             while not self._stop.wait(CANCEL_POLL_SECONDS):
+                if not told:
+                    self._tell_the_queue()
+                    told = True
                 if WORKER_STOPPING.is_set() and not self.cancel.is_set():
                     self.stopped = True
                     self.cancel.set()
@@ -104,43 +120,40 @@ class _Watch:
                         logger.warning("run %s: database error while watching it (%s); retrying", self.run_id, exc)
                     connection.close()  # a broken connection is replaced on the next query
                     self._stop.wait(min(2.0, CANCEL_POLL_SECONDS * 2**failures))
+            if not told:
+                self._tell_the_queue()
         finally:
             connection.close()  # this thread's own database connection
 
 
 class _Sink:
     """The engine's output and metrics callbacks: into the log store and out to websockets. A
-    storage failure (a full disk) stops the sandbox rather than losing output silently."""
+    storage failure (the database failing or full) stops the sandbox rather than losing output
+    silently; the run then ends as error/storage_error and the worker carries on."""
 
     def __init__(self, run: Run, cancel: threading.Event) -> None:
-        self.publisher = RunPublisher(run)
-        self.samples = _Samples()
         self.cancel = cancel
-        self.failure: OSError | None = None
+        self.failure: Exception | None = None
+        self.publisher = RunPublisher(run, on_failure=self._failed)
+        self.samples = _Samples()
         self.stored = 0
 
     def output(self, stream: sandbox.Stream, offset: int, data: bytes) -> None:
         if self.failure is None:
-            try:
-                self.publisher.output(stream.value, offset, data)
-                self.stored += len(data)
-            except OSError as exc:
-                self._failed(exc)
+            self.publisher.output(stream.value, offset, data)
+            self.stored += len(data)
 
     def metrics(self, sample: sandbox.MetricSample) -> None:
         if self.failure is None:
-            try:
-                self.publisher.metrics(self.samples(sample))
-            except OSError as exc:
-                self._failed(exc)
+            self.publisher.metrics(self.samples(sample))
 
-    def _failed(self, exc: OSError) -> None:
+    def _failed(self, exc: Exception) -> None:
         logger.error("run %s: the log store failed (%s); stopping the run", self.publisher.run_id, exc)
         self.failure = exc
         self.cancel.set()
 
     def failure_detail(self) -> str:
-        what = "its disk is full" if self.failure.errno in (errno.ENOSPC, errno.EDQUOT) else str(self.failure)
+        what = "it is full" if store_is_full(self.failure) else type(self.failure).__name__
         return (
             f"the log store could not keep this run's output ({what}) after {self.stored} bytes, so the "
             "run was stopped. This is our fault, not your code's: run it again later."
@@ -149,7 +162,7 @@ class _Sink:
     def close(self) -> None:
         try:
             self.publisher.close()
-        except OSError as exc:
+        except (DatabaseError, ValueError, TimeoutError) as exc:
             if self.failure is None:
                 self._failed(exc)
 
@@ -184,15 +197,25 @@ def worker_name() -> str:
 
 
 def run_in_sandbox(run_id: int) -> bool:
-    """Run it if it is still queued; False (and nothing changed) if another delivery has it."""
+    """A message says a slot is free: run the queued run whose turn it is (scheduling.py), which
+    is `run_id` when it is its owner's turn; False (and nothing changed) if no run may start now."""
     worker = worker_name()
-    if not lifecycle.run_claim(run_id=run_id, worker=worker):
-        logger.info("run %s is not queued; skipping this delivery", run_id)
+    claimed_id = lifecycle.run_claim_next(worker=worker, prefer=run_id)
+    if claimed_id is None:
+        log_bind(run_id=run_id, user=_owner_name(run_id))
+        logger.info("run %s: no queued run may start now; skipping this delivery", run_id)
+        lifecycle.run_message_spent(run_id=run_id)
         return False
+    if claimed_id != run_id:
+        logger.info("run %s's message started run %s, whose turn it was", run_id, claimed_id)
+    run_id = claimed_id
+    log_bind(run_id=run_id, user=_owner_name(run_id))  # on every line of this task from now on
+    logger.info("run %s started on %s", run_id, worker)
+    claimed = time.monotonic()
     EXECUTING.set()
     try:
         with _Watch(run_id, worker) as watch:  # renews the lease until the outcome is stored
-            fields = _execute(run_id, watch)
+            fields = _execute(run_id, watch, claimed)
             if watch.lost:
                 logger.warning("run %s: not storing its result, the run was already ended", run_id)
             else:
@@ -203,7 +226,14 @@ def run_in_sandbox(run_id: int) -> bool:
     return True
 
 
-def _execute(run_id: int, watch: _Watch) -> dict:
+def _owner_name(run_id: int) -> str | None:
+    try:
+        return selectors.run_owner_names(run_ids=[run_id]).get(run_id)
+    except DatabaseError:
+        return None  # the claim that follows says what the database thinks
+
+
+def _execute(run_id: int, watch: _Watch, claimed: float) -> dict:
     """Run it in a sandbox; the fields it ends with (lifecycle.result_fields or error_fields)."""
     sink: _Sink | None = None
     try:
@@ -213,12 +243,15 @@ def _execute(run_id: int, watch: _Watch) -> dict:
         request = exec_request_for(run)
         sink = _Sink(run, watch.cancel)
         result = engine.execute(request, on_output=sink.output, on_metrics=sink.metrics, cancel=watch.cancel)
+        # Stored in the UPDATE that ends the run; /metrics builds its histogram from the rows (any host).
+        started = lifecycle.sandbox_start_seconds(claimed=claimed, returned=time.monotonic(), result=result)
+        boot = {"sandbox_start_seconds": started}
         sink.close()  # every output message is sent before the final status
         if sink.failure is not None:
-            return lifecycle.error_fields(reason=RunReason.STORAGE_ERROR, detail=sink.failure_detail())
+            return {**lifecycle.error_fields(reason=RunReason.STORAGE_ERROR, detail=sink.failure_detail()), **boot}
         if watch.stopped:
-            return _stopped_fields(run, result)
-        return lifecycle.result_fields(result)
+            return {**_stopped_fields(run, result), **boot}
+        return {**lifecycle.result_fields(result), **boot}
     except sandbox.EngineUnavailable as exc:
         logger.error("run %s: sandbox unavailable: %s", run_id, exc)
         return lifecycle.error_fields(reason=RunReason.SANDBOX_ERROR, detail=f"sandbox unavailable: {exc}")
@@ -266,7 +299,10 @@ def _store_outcome(run_id: int, fields: dict) -> None:
     delay = 0.2
     while True:
         try:
-            if not lifecycle.run_end(run_id=run_id, fields=fields):
+            if lifecycle.run_end(run_id=run_id, fields=fields):
+                # Status and reason only: a run's detail may quote the user's files.
+                logger.info("run %s ended: %s (%s)", run_id, fields["status"], fields.get("reason") or "-")
+            else:
                 logger.warning("run %s was no longer running when its result arrived", run_id)
             return
         except DatabaseError as exc:

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from evaluations.accounts.quotas import RunCeilings, run_ceilings
 from evaluations.runs.uploads import argv_from_text
+from evaluations.runs.validation import MIN_MEMORY_MB, MIN_WALL_SECONDS
 
 
 class SubmissionForm(forms.Form):
@@ -53,12 +54,35 @@ class SubmissionForm(forms.Form):
         self.fields["wall_seconds"].help_text = f"at most {max_wall:g} s"
         self.fields["memory_mb"].widget.attrs["placeholder"] = str(min(settings.CRUCIBLE_DEFAULT_MEMORY_MB, max_mb))
         self.fields["memory_mb"].help_text = f"at most {max_mb} MiB"
+        # The range for spinners and assistive technology; the form is novalidate, so what is out of
+        # range comes back from the server in the page's one error summary.
+        self.fields["wall_seconds"].widget.attrs.update(min=f"{MIN_WALL_SECONDS:g}", max=f"{max_wall:g}", step="any")
+        self.fields["memory_mb"].widget.attrs.update(min=str(MIN_MEMORY_MB), max=str(max_mb), step="1")
+
+    def clean_stdin(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; the program gets the lines the user typed.
+        # (The API's stdin is taken byte for byte.)
+        return self.cleaned_data.get("stdin", "").replace("\r\n", "\n")
 
     def clean_argv(self) -> list[str]:
-        return argv_from_text(self.cleaned_data.get("argv"))
+        try:
+            return argv_from_text(self.cleaned_data.get("argv"))
+        except forms.ValidationError as exc:
+            # Its error is keyed by field, which a clean_<field> may not raise (a TypeError, a 500).
+            raise forms.ValidationError(exc.message_dict["argv"]) from None
 
     def clean(self):
         data = super().clean()
         if data.get("code", "").strip() and data.get("file"):
             raise forms.ValidationError("Paste code or upload a file, not both.")
+        if not (data.get("name") or "").strip() and data.get("file"):
+            data["name"] = data["file"].name[:200]  # an upload is named after its file
         return data
+
+    def error_summary(self) -> list[tuple[str, str, str]]:
+        """(field id or "", label, message) for each error, in the form's order, for the summary
+        at the top of the page; a form-wide error links to the form itself."""
+        rows = [("", "", message) for message in self.non_field_errors()]
+        for field in self:
+            rows += [(field.id_for_label, field.label, message) for message in field.errors]
+        return rows

@@ -18,11 +18,13 @@ from django.db.models import F
 from django.utils import timezone
 
 import sandbox
+from evaluations.accounts.quotas import owner_lock
 from evaluations.live import groups, protocol, publisher
 from evaluations.live.selectors import run_list_audience
-from evaluations.models import Run, RunReason, RunStatus, WorkerHeartbeat
-from evaluations.runs import broker, logstore, selectors
+from evaluations.models import TERMINAL_STATUSES, Profile, Run, RunReason, RunStatus, WorkerHeartbeat
+from evaluations.runs import broker, logstore, scheduling, selectors
 from evaluations.runs.tasks import execute_run
+from evaluations.webhooks.services import webhook_schedule_on_commit, webhooks_schedule_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 QUEUE_UPDATES = 50
 # Runs claimed before leases existed count as lost this long past their wall limit.
 LEGACY_LOST_GRACE_SECONDS = 120
+# Times a worker chooses again when others claimed the run it chose first.
+CLAIM_ATTEMPTS = 5
 
 
 def transition(run_id: int, from_status: str, *, where: dict[str, Any] | None = None, **fields) -> bool:
@@ -38,6 +42,8 @@ def transition(run_id: int, from_status: str, *, where: dict[str, Any] | None = 
     changed = Run.objects.filter(pk=run_id, status=from_status, **(where or {})).update(**fields) == 1
     if changed:
         publish_status_on_commit(run_id)
+        if fields.get("status") in TERMINAL_STATUSES:
+            webhook_schedule_on_commit(run_id)
     return changed
 
 
@@ -55,16 +61,58 @@ def publish_status_on_commit(run_id: int) -> None:
     transaction.on_commit(publish)
 
 
+def runs_cancel_queued(*, run_ids: list[int], detail: str) -> list[int]:
+    """queued → cancelled for those of `run_ids` still queued, in one UPDATE under their row locks
+    (a worker's claim waits, then finds them cancelled); the ids it cancelled. Their pages and run
+    lists hear it in one send, and their webhooks are scheduled, once committed."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Run.objects.select_for_update().filter(pk__in=run_ids, status=RunStatus.QUEUED).values_list("pk", flat=True)
+        )
+        Run.objects.filter(pk__in=ids).update(
+            status=RunStatus.CANCELLED,
+            reason=RunReason.CANCELLED,
+            detail=detail,
+            cancel_requested_at=now,
+            finished_at=now,
+        )
+        if ids:
+            transaction.on_commit(lambda: _publish_statuses(ids))
+            webhooks_schedule_on_commit(ids)
+    return ids
+
+
+def _publish_statuses(run_ids: list[int]) -> None:
+    """Each run's page its status, and each run list that shows them one (which refreshes the list)."""
+    runs = list(Run.objects.select_related("submission").filter(pk__in=run_ids))
+    messages = [
+        (groups.run_group(run.pk), protocol.status_event(selectors.run_status_payload(run=run))) for run in runs
+    ]
+    if runs:
+        first = runs[0]
+        listed = protocol.status_event({"id": first.pk, **selectors.run_status_payload(run=first)})
+        audience = [groups.user_group(first.submission.owner_id), *run_list_audience(run=first)]
+        messages += [(group, listed) for group in audience]
+    publisher.send(messages)
+
+
 def publish_queue_positions() -> None:
     """The queue moved (or workers came or went): tell the first waiting runs' pages their position
     and what they wait for, in one send (run lists do not show positions: their sockets are spared)."""
-    waiting = Run.objects.filter(status=RunStatus.QUEUED).order_by("queued_at", "id")[:QUEUE_UPDATES]
+    queues = scheduling.owner_queues()
+    waiting = scheduling.expected_order(limit=QUEUE_UPDATES, queues=queues)
     unavailable = selectors.workers_unavailable()
+    at_quota = {} if unavailable else scheduling.quota_waits(queues=queues)
     publisher.send(
         [
             (
                 groups.run_group(run.pk),
-                protocol.status_event(selectors.run_status_payload(run=run, queue_position=i, waiting=unavailable)),
+                protocol.status_event(
+                    selectors.run_status_payload(
+                        run=run, queue_position=i, waiting=unavailable or at_quota.get(run.submission.owner_id)
+                    )
+                ),
             )
             for i, run in enumerate(waiting)
         ]
@@ -73,13 +121,24 @@ def publish_queue_positions() -> None:
 
 def run_send(*, run_id: int) -> bool:
     """Send the run's task message. False if the broker is unreachable: the reconciler sends it later."""
+    task_id = broker.task_id_for(run_id, uuid.uuid4().hex[:12])
     try:
-        execute_run.apply_async((run_id,), task_id=broker.task_id_for(run_id, uuid.uuid4().hex[:12]))
+        execute_run.apply_async((run_id,), task_id=task_id)
     except Exception as exc:  # kombu raises its own OperationalError, redis its errors, or OSError
         logger.warning("run %s: could not send its task (%s); the reconciler sends it later", run_id, exc)
         return False
+    logger.info("run %s sent to the queue as task %s", run_id, task_id, extra={"task_id": task_id})
     Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(sent_at=timezone.now())
     return True
+
+
+def run_message_spent(*, run_id: int) -> None:
+    """A delivery of the run's message started nothing (no queued run could start): if it is still
+    queued it has no message now, and the next slot freed for its owner sends it one."""
+    spent = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(sent_at=None)
+    # A slot freed since the claim looked saw this message still out, and sent none: look again.
+    if spent and scheduling.next_claimable(prefer=run_id) is not None:
+        run_send(run_id=run_id)
 
 
 def run_send_on_commit(run_id: int) -> None:
@@ -91,7 +150,9 @@ def _lease_end(now: datetime) -> datetime:
 
 
 def run_claim(*, run_id: int, worker: str = "") -> bool:
-    """queued → running, leased to `worker`. False if the run is not queued (claimed, ended or gone)."""
+    """queued → running, leased to `worker`. False if the run is not queued (claimed, ended or gone).
+    The runs still queued are told their new positions by the claiming worker's watcher thread
+    (execution._Watch), off the way to the sandbox's start."""
     now = timezone.now()
     claimed = transition(
         run_id,
@@ -102,9 +163,55 @@ def run_claim(*, run_id: int, worker: str = "") -> bool:
         lease_expires_at=_lease_end(now),
         deliveries=F("deliveries") + 1,
     )
-    if claimed:
-        transaction.on_commit(publish_queue_positions)
     return claimed
+
+
+def run_claim_next(*, worker: str = "", prefer: int | None = None) -> int | None:
+    """Claim the run whose turn it is (scheduling.py), whichever run the message named; its id, or
+    None if no queued run may start now. Claims of one user's runs take that user's lock, so two
+    workers cannot start more of their runs at once than their concurrent-run quota.
+    CRUCIBLE_SCHEDULER=fifo claims the message's own run instead (first in, first out)."""
+    if settings.CRUCIBLE_SCHEDULER == "fifo":
+        return prefer if prefer is not None and run_claim(run_id=prefer, worker=worker) else None
+    for _ in range(CLAIM_ATTEMPTS):  # another worker may take the chosen run first: choose again
+        choice = scheduling.next_claimable(prefer=prefer)
+        if choice is None:
+            return None
+        queue, run_id = choice
+        with transaction.atomic():
+            owner_lock(queue.owner)
+            running = Run.objects.filter(submission__owner_id=queue.owner_id, status=RunStatus.RUNNING).count()
+            if queue.limit is not None and running >= queue.limit:
+                continue
+            if run_claim(run_id=run_id, worker=worker):
+                Profile.objects.filter(user_id=queue.owner_id).update(last_run_started_at=timezone.now())
+                return run_id
+    return None
+
+
+def runs_send_on_commit(run_ids: list[int]) -> None:
+    for run_id in run_ids:
+        run_send_on_commit(run_id)
+
+
+def slot_freed_on_commit(run_id: int) -> None:
+    """A run of a user with a concurrent-run quota ended: a message for their next waiting run
+    (their batch's other runs were sent no message while they were at their quota)."""
+
+    def send() -> None:
+        # Their oldest run without a message: never sent, or its message spent on a delivery skipped
+        # while they were at their quota (run_message_spent). A run whose message waits needs none.
+        owner = Run.objects.filter(pk=run_id).values("submission__owner_id")
+        next_id = (
+            Run.objects.filter(submission__owner_id__in=owner, status=RunStatus.QUEUED, sent_at__isnull=True)
+            .order_by("queued_at", "id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if next_id is not None:
+            run_send(run_id=next_id)
+
+    transaction.on_commit(send)
 
 
 def run_lease_renew(*, run_id: int, worker: str) -> bool:
@@ -141,6 +248,18 @@ def result_fields(result: sandbox.ExecResult) -> dict[str, Any]:
     }
 
 
+def sandbox_start_seconds(*, claimed: float, returned: float, result: sandbox.ExecResult) -> float | None:
+    """From the claim to the sandbox having booted, or None if it never booted (or the engine does not
+    say). `claimed` and `returned` (from execute()) are time.monotonic() values; the sandbox booted
+    boot_seconds after its process started, that being run_seconds + teardown_seconds before execute()
+    returned."""
+    timings = result.timings
+    if timings.boot_seconds is None:
+        return None
+    booted = returned - timings.teardown_seconds - timings.run_seconds + timings.boot_seconds
+    return max(0.0, booted - claimed)
+
+
 def error_fields(*, reason: str, detail: str) -> dict[str, Any]:
     """Our fault (infrastructure): the run ends as `error` with a reason the user can read."""
     return {"status": RunStatus.ERROR, "reason": reason, "detail": detail, "finished_at": timezone.now().isoformat()}
@@ -151,7 +270,10 @@ def run_end(*, run_id: int, fields: dict[str, Any]) -> bool:
     run can end, so a result that arrives after the run was ended changes nothing."""
     values = dict(fields)
     values["finished_at"] = datetime.fromisoformat(values["finished_at"])
-    return transition(run_id, RunStatus.RUNNING, lease_expires_at=None, **values)
+    ended = transition(run_id, RunStatus.RUNNING, lease_expires_at=None, **values)
+    if ended:
+        slot_freed_on_commit(run_id)
+    return ended
 
 
 def run_finish(*, run_id: int, result: sandbox.ExecResult) -> bool:
@@ -189,7 +311,7 @@ def run_end_lost(*, run: Run, now: datetime) -> bool:
     )
     sizes = {f"{s}_bytes": logstore.log_size(run, s) for s in logstore.STREAMS}
     where = {"lease_expires_at": run.lease_expires_at, "started_at": run.started_at}
-    return transition(
+    ended = transition(
         run.pk,
         RunStatus.RUNNING,
         where=where,
@@ -200,6 +322,9 @@ def run_end_lost(*, run: Run, now: datetime) -> bool:
         lease_expires_at=None,
         **sizes,
     )
+    if ended:
+        slot_freed_on_commit(run.pk)
+    return ended
 
 
 def worker_heartbeat(

@@ -13,6 +13,7 @@ from django.utils import timezone
 from evaluations.accounts.permissions import visible_runs_q
 from evaluations.live import protocol
 from evaluations.models import Run, RunStatus, WorkerHeartbeat
+from evaluations.runs import scheduling
 
 # Heartbeats come every few seconds (evaluations/runs/worker.py); a worker silent this long is gone.
 WORKER_STALE_SECONDS = 30.0
@@ -53,17 +54,35 @@ def run_get_visible(*, user, run_id: int) -> Run:
 
 def run_latest_of_submission(*, user, submission_id: int) -> Run:
     """The newest run of a submission the user may see, or Http404."""
-    run = run_list_visible(user=user).filter(submission_id=submission_id).order_by("-queued_at", "-id").first()
+    # submission__pk, not submission_id: an id beyond the column's range then matches nothing (a 404)
+    # instead of overflowing the database driver.
+    run = run_list_visible(user=user).filter(submission__pk=submission_id).order_by("-queued_at", "-id").first()
     if run is None:
         raise Http404("No such submission")
     return run
 
 
-def run_queue_position(*, run: Run) -> int | None:
-    """How many queued runs are ahead of this one (0 = next); None unless it is queued."""
+def run_owner_names(*, run_ids: list[int]) -> dict[int, str]:
+    """Each run's owner's username (for the logs of workers and the reconciler, which act for them)."""
+    rows = Run.objects.filter(pk__in=run_ids).values_list("pk", "submission__owner__username")
+    return dict(rows)
+
+
+def run_status_of(*, run_id: int) -> str | None:
+    """Only the run's status (None: no such run), for frequent checks by sockets already let in."""
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def run_queue_state(*, run: Run) -> tuple[int | None, str | None]:
+    """From one look at the queues, (queue position, what it waits for) of a queued run; (None, None)
+    for any other. The position counts the queued runs expected to start before it (0 = next),
+    users taking turns (runs/scheduling.py). It waits, beyond its turn, for a worker (see
+    workers_unavailable) or for one of its owner's running runs to end (their concurrent-run quota)."""
     if run.status != RunStatus.QUEUED:
-        return None
-    return Run.objects.filter(status=RunStatus.QUEUED, queued_at__lt=run.queued_at).count()
+        return None, None
+    queues = scheduling.owner_queues()
+    waiting = workers_unavailable() or scheduling.quota_waits(queues=queues).get(run.submission.owner_id)
+    return scheduling.expected_position(run=run, queues=queues), waiting
 
 
 def workers_unavailable(*, now: datetime | None = None) -> str | None:
@@ -78,16 +97,12 @@ def workers_unavailable(*, now: datetime | None = None) -> str | None:
     return "no worker is available" + (f" ({why})" if why else "; the run starts when one is")
 
 
-def run_waiting(*, run: Run) -> str | None:
-    """What a queued run waits for, when it is more than its turn (see workers_unavailable)."""
-    return workers_unavailable() if run.status == RunStatus.QUEUED else None
-
-
 _UNKNOWN = object()
 
 
 def run_status_payload(*, run: Run, queue_position: Any = _UNKNOWN, waiting: Any = _UNKNOWN) -> dict[str, Any]:
     """The `status` message of docs/live-runs.md (pass queue_position and waiting when known already)."""
-    position = run_queue_position(run=run) if queue_position is _UNKNOWN else queue_position
-    waits = run_waiting(run=run) if waiting is _UNKNOWN else waiting
-    return protocol.status_message(run, queue_position=position, waiting=waits, server_time=timezone.now().isoformat())
+    if queue_position is _UNKNOWN or waiting is _UNKNOWN:
+        queue_position, waiting = run_queue_state(run=run)
+    now = timezone.now().isoformat()
+    return protocol.status_message(run, queue_position=queue_position, waiting=waiting, server_time=now)

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 import sandbox
 from evaluations.accounts import audit
-from evaluations.accounts.quotas import owner_lock, quota_check_new_run, quotas_for, run_ceilings
+from evaluations.accounts.quotas import owner_lock, quota_check_new_run, quotas_for, run_ceilings, upload_size
 from evaluations.live import publisher
 from evaluations.models import Run, RunReason, RunStatus, Submission
+from evaluations.monitoring.logging import log_bind
 from evaluations.runs import lifecycle
 from evaluations.runs.uploads import UploadedSource, read_upload
 from evaluations.runs.validation import (
@@ -29,6 +30,7 @@ from evaluations.runs.validation import (
     run_inputs_validate,
     submission_name_clean,
 )
+from evaluations.webhooks.services import callback_ready, callback_url_clean
 from sandbox.contract import MiB
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class SubmissionInput:
     argv: list[str] | None = None
     wall_seconds: float | None = None
     memory_mb: int | None = None
+    wait: bool = False  # over the concurrent-run quota: wait in the owner's queue rather than be refused
+    callback_url: str = ""  # told when each of its runs ends (evaluations/webhooks/)
 
     @classmethod
     def from_mapping(cls, data) -> SubmissionInput:
@@ -67,6 +71,8 @@ def submission_submit(*, owner, data: SubmissionInput, ip: str | None = None) ->
         argv=data.argv,
         wall_seconds=data.wall_seconds,
         memory_mb=data.memory_mb,
+        wait=data.wait,
+        callback_url=data.callback_url,
         ip=ip,
     )
 
@@ -83,37 +89,34 @@ def submission_create(
     argv: list[str] | None = None,
     wall_seconds: float | None = None,
     memory_mb: int | None = None,
+    wait: bool = False,
+    callback_url: str = "",
     ip: str | None = None,
 ) -> Run:
     """Store the code (pasted, a file, or a project archive) and queue its first run; the task is
     sent only once the rows are committed. Everything is checked before anything is stored: the
     input (ValidationError), then the owner's quotas (QuotaExceeded), counted and inserted under
-    the owner's lock so parallel submissions cannot pass a quota together.
+    the owner's lock so parallel submissions cannot pass a quota together. wait=True: over the
+    concurrent-run quota the run waits in the owner's queue instead of being refused.
     `ip`: the client's address, for the audit log."""
     clean_name = submission_name_clean(name)
     argv = [] if argv is None else argv
     run_inputs_validate(stdin=stdin, argv=argv)
-    if (code is None) == (archive is None):
-        raise ValidationError({"code": "give exactly one of pasted code, a .py file or a project archive"})
+    callback_url = callback_url_clean(callback_url)
+    callback_ready(owner=owner, url=callback_url)
     quotas = quotas_for(owner)
-    ceilings = run_ceilings(quotas)
-    if archive is not None:
-        archive_size_validate(archive, ceiling=ceilings.archive_bytes)
-        entry = entrypoint_clean(entrypoint)
-        files = project_files(archive=archive, archive_name=archive_name, entrypoint=entry)
-        try:
-            code = files[entry].decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValidationError({"entrypoint": f"{entry!r} is not UTF-8 text"}) from None
-        code_validate(code, field="entrypoint")
-    else:
-        entry = "main.py"
-        assert code is not None
-        code_validate(code, ceiling=ceilings.code_bytes)
+    source = source_check(code=code, archive=archive, archive_name=archive_name, entrypoint=entrypoint, quotas=quotas)
+    code, entry = source.code, source.entrypoint
     limits = limits_build(wall_seconds=wall_seconds, memory_mb=memory_mb, quotas=quotas)
     with transaction.atomic():
         owner_lock(owner)
-        quota_check_new_run(user=owner, quotas=quotas, wall_seconds=limits.wall_seconds)
+        quota_check_new_run(
+            user=owner,
+            quotas=quotas,
+            wall_seconds=limits.wall_seconds,
+            upload_bytes=upload_size(code=code, stdin=stdin, archive=archive),
+            wait=wait,
+        )
         submission = Submission.objects.create(
             owner=owner,
             name=clean_name,
@@ -123,6 +126,7 @@ def submission_create(
             entrypoint=entry,
             stdin=stdin,
             argv=argv,
+            callback_url=callback_url,
         )
         run = _run_create(submission=submission, limits=limits)
         audit.audit_record(
@@ -135,6 +139,35 @@ def submission_create(
     return run
 
 
+@dataclass(frozen=True)
+class CheckedSource:
+    code: str  # the entry point's text
+    entrypoint: str
+    files: dict[str, bytes] | None  # a project's files; None for code sent as text
+
+
+def source_check(
+    *, code: str | None, archive: bytes | None, archive_name: str, entrypoint: str | None, quotas
+) -> CheckedSource:
+    """Check pasted code or a project archive against the site's and the owner's limits."""
+    if (code is None) == (archive is None):
+        raise ValidationError({"code": "give exactly one of pasted code, a .py file or a project archive"})
+    ceilings = run_ceilings(quotas)
+    if archive is None:
+        assert code is not None
+        code_validate(code, ceiling=ceilings.code_bytes)
+        return CheckedSource(code=code, entrypoint="main.py", files=None)
+    archive_size_validate(archive, ceiling=ceilings.archive_bytes)
+    entry = entrypoint_clean(entrypoint)
+    files = project_files(archive=archive, archive_name=archive_name, entrypoint=entry)
+    try:
+        text = files[entry].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError({"entrypoint": f"{entry!r} is not UTF-8 text"}) from None
+    code_validate(text, field="entrypoint")
+    return CheckedSource(code=text, entrypoint=entry, files=files)
+
+
 def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
     run = Run.objects.create(
         submission=submission,
@@ -143,7 +176,9 @@ def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
         stdout_limit_bytes=limits.stdout_bytes,
         stderr_limit_bytes=limits.stderr_bytes,
     )
+    log_bind(run_id=run.pk)  # the rest of this request is about the new run
     lifecycle.run_send_on_commit(run.pk)
+    lifecycle.publish_status_on_commit(run.pk)  # open run lists show it while it waits
     return run
 
 
@@ -198,6 +233,13 @@ def run_rerun(
     # The code is checked against the owner's upload quota as it is now, like the limits below.
     ceilings = run_ceilings(quotas)
     submission = run.submission
+    if submission.archive_expired_at is not None:
+        raise ValidationError(
+            {
+                "submission": f"its uploaded project was deleted on {submission.archive_expired_at:%Y-%m-%d} "
+                "(runs' files are kept for a limited time): submit the project again"
+            }
+        )
     if submission.archive is not None:
         archive_size_validate(submission.archive, ceiling=ceilings.archive_bytes)
     else:
@@ -237,5 +279,22 @@ def submission_set_shared(*, actor, submission: Submission, shared: bool, reques
             target=f"submission:{submission.pk}",
             request=request,
             data={"shared_with_team": shared},
+        )
+    return bool(changed)
+
+
+@transaction.atomic
+def submission_set_pinned(*, actor, submission: Submission, pinned: bool, request=None) -> bool:
+    """An admin's choice: retention keeps (or no longer keeps) this submission's archive and its
+    runs' output. Output already expired stays gone. True if it changed."""
+    changed = Submission.objects.filter(pk=submission.pk).exclude(pinned=pinned).update(pinned=pinned)
+    submission.pinned = pinned
+    if changed:
+        audit.audit_record(
+            actor=actor,
+            action=audit.PIN_CHANGE,
+            target=f"submission:{submission.pk}",
+            request=request,
+            data={"pinned": pinned},
         )
     return bool(changed)

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 import sandbox
 from evaluations.accounts.quotas import Ceiling, Quotas, run_ceilings
 from sandbox.archive import unpack_archive
-from sandbox.contract import MiB
+from sandbox.contract import MiB, relative_path_problem, shown_path
 
 # The smallest limits the sandbox accepts (the quota fields are validated against the same specs).
 MIN_MEMORY_MB = int(sandbox.LIMIT_SPECS["memory_bytes"].minimum) // MiB
@@ -105,12 +105,11 @@ def project_files(*, archive: bytes, archive_name: str, entrypoint: str) -> dict
 
 def entrypoint_clean(entrypoint: str | None) -> str:
     entrypoint = (entrypoint or "").strip() or "main.py"
-    try:
-        sandbox.check_relative_path(entrypoint)
-    except sandbox.InvalidRequest:
+    problem = relative_path_problem(entrypoint)
+    if problem is not None:
         raise ValidationError(
-            {"entrypoint": f"must be a relative path inside the project, got {entrypoint!r}"}
-        ) from None
+            {"entrypoint": f"must be a relative path inside the project ({problem}), got {shown_path(entrypoint)}"}
+        )
     if not entrypoint.endswith(".py") or len(entrypoint) > 255:
         raise ValidationError({"entrypoint": "must name a .py file (at most 255 characters)"})
     return entrypoint

@@ -13,6 +13,7 @@ import threading
 from celery.signals import (
     task_prerun,
     worker_init,
+    worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -22,9 +23,11 @@ from django import db
 from django.conf import settings
 from django.utils import timezone
 
+from evaluations.monitoring.logging import connect_worker_signals
 from evaluations.runs import engines, execution, lifecycle
 
 logger = logging.getLogger(__name__)
+connect_worker_signals()  # each task's lines carry its task id
 
 # The main process writes a WorkerHeartbeat row this often, from a daemon thread (a task would
 # queue behind runs and say nothing while all are busy); the ops page and queued runs read it.
@@ -95,6 +98,15 @@ def _child_stop_requested(signum, frame) -> None:
     if _stop_requested.is_set():
         execution.WORKER_STOPPING.set()
     _stop_requested.set()
+
+
+@worker_process_init.connect
+def prepare_engine_in_child(**kwargs) -> None:
+    # Each pool child boots a sandbox for its first run now, off that run's critical path.
+    try:
+        engines.prepare_engine()
+    except Exception:  # noqa: BLE001 - the first run then boots its own, and says why if it cannot
+        logger.exception("could not prepare the sandbox engine")
 
 
 @worker_process_shutdown.connect

@@ -208,7 +208,7 @@ class DockerEngine(ExecutionEngine):
         container_id: str | None = None
         cgroup = cgroups.RunCgroup(self.cgroup_parent, run_id)
         try:
-            code = workdirs.write_code(workdir, request)
+            code = workdirs.write_code(workdir, request, reader=SANDBOX_UID)
             workdir.chmod(0o711)  # runsc's gofer reads code/ on the sandbox's behalf
             cgroup.create(
                 memory_bytes=request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES, cpu_cores=request.limits.cpu_cores

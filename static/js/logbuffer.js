@@ -3,15 +3,18 @@
 // Bytes are decoded per stream with a streaming TextDecoder, so a multi-byte character split
 // across two chunks decodes as one character and invalid UTF-8 becomes U+FFFD. Escape sequences
 // are parsed here (SGR colours kept as styles, everything else dropped); control characters are
-// shown as visible escapes (\x00, \x07, ...). Nothing here touches the DOM: LogView renders the lines.
+// shown as visible escapes (\x00, \x07, ...), and so are the invisible bidirectional and zero-width
+// characters (\u202e, \u200b, ...), with which output could make its own lines read as something
+// else than what was printed. Nothing here touches the DOM: LogView renders the lines.
 
 import { applySgr, marked, CONTROL, INVALID, PLAIN } from "./ansi.js";
 
 export const STDOUT = 0, STDERR = 1;
 export const STREAMS = ["stdout", "stderr"];
 
-// A line is { s: stream, t: text, st: null | [start0, style0, start1, style1, ...] } where the
-// styles cover t from each start to the next (null: all plain). The lines of both streams are
+// A line is { s: stream, t: text, st: null | [start0, style0, start1, style1, ...], at } where the
+// styles cover t from each start to the next (null: all plain) and `at` is the seconds after the
+// run started that the line's first byte was written (null if unknown). The lines of both streams are
 // interleaved in arrival order; each stream has its own open (unterminated) line.
 
 const MAX_PENDING_ESCAPE = 4096; // an "escape sequence" longer than this is shown as text
@@ -37,8 +40,10 @@ export class LogBuffer {
     this.dirtyFrom = Infinity; // lowest index of a line added or changed since takeDirty()
   }
 
-  // Bytes of one stream, in order. Returns nothing; read lines / takeDirty() afterwards.
-  write(stream, bytes) {
+  // Bytes of one stream, in order, written `at` seconds after the run started (null: unknown).
+  // Returns nothing; read lines / takeDirty() afterwards.
+  write(stream, bytes, at = null) {
+    this.at = at;
     const st = this.streams[stream];
     this._text(st, st.decoder.decode(bytes, { stream: true }));
   }
@@ -55,6 +60,16 @@ export class LogBuffer {
       this._text(st, text, true);
     }
     st.pendingCR = false;
+  }
+
+  // A line of our own after what the stream wrote (e.g. "truncated here"), flagged `m` so it is
+  // drawn apart from the program's output.
+  marker(stream, text) {
+    const st = this.streams[stream];
+    st.open = null;
+    if (this.lines.length >= this.maxLines) return;
+    this.lines.push({ s: stream, t: text, st: null, m: true });
+    this._dirty(this.lines.length - 1);
   }
 
   takeDirty() {
@@ -87,7 +102,7 @@ export class LogBuffer {
       let c = 0;
       for (; j < n; j++) {
         c = text.charCodeAt(j);
-        if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0xfffd) break;
+        if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0xfffd || (c >= 0x61c && invisible(c))) break;
       }
       if (j > i) this._append(st, j - i === n ? text : text.slice(i, j), st.style);
       if (j === n) break;
@@ -112,6 +127,8 @@ export class LogBuffer {
         i = end;
       } else if (c === 0xfffd) {
         this._append(st, "\ufffd", marked(st.style, INVALID));
+      } else if (c > 0x9f) {
+        this._append(st, `\\u${c.toString(16).padStart(4, "0")}`, marked(st.style, CONTROL));
       } else {
         this._append(st, controlPicture(c), marked(st.style, CONTROL));
       }
@@ -178,7 +195,7 @@ export class LogBuffer {
       this.droppedLines++;
       return null;
     }
-    st.open = { s: st.index, t: "", st: null };
+    st.open = { s: st.index, t: "", st: null, at: this.at ?? null };
     this.lines.push(st.open);
     st.openIndex = this.lines.length - 1;
     this._dirty(st.openIndex);
@@ -214,6 +231,16 @@ export class LogBuffer {
   _dirty(index) {
     if (index < this.dirtyFrom) this.dirtyFrom = index;
   }
+}
+
+// Characters that change the direction or joining of the text around them without being seen:
+// the bidi marks, embeddings, overrides and isolates, zero-width spaces and joiners, the line and
+// paragraph separators and the byte-order mark.
+function invisible(c) {
+  return (
+    c === 0x61c || (c >= 0x200b && c <= 0x200f) || (c >= 0x2028 && c <= 0x202e) ||
+    (c >= 0x2060 && c <= 0x2069) || c === 0xfeff
+  );
 }
 
 // Control characters show as \x00-style escapes (styled apart from typed text by the a-ctl

@@ -4,6 +4,10 @@
 // Long lines are wrapped at the pane's width in characters (a monospace font makes every row the
 // same height, which is what lets a row number be turned into a pixel offset without measuring
 // the DOM). Text goes into the DOM only through textContent / text nodes, never as markup.
+//
+// Each line has its number in a gutter, a link to "#L<n>" (not part of the selected text); a line
+// can be scrolled to and highlighted (`target`), and search matches (`search`, a LogSearch) are
+// marked in the rows drawn.
 
 import { STDERR } from "./logbuffer.js";
 
@@ -11,6 +15,7 @@ const OVERSCAN = 8; // rows drawn above and below the visible ones, so fast scro
 // Browsers cap an element's height (Chromium at ~33.5 million px); above this the spacer stays at
 // this height and scroll positions are mapped to rows proportionally.
 const MAX_SPACER_PX = 15_000_000;
+const TIME_CHARS = 9; // "+12345.67"
 
 export class LogView {
   constructor(viewport, buffer, { onFollowChange = () => {} } = {}) {
@@ -24,6 +29,10 @@ export class LogView {
     this.cols = 80;
     this.frame = 0;
     this.drawn = null; // the rows in the DOM: { first, last, cols, lastLine }
+    this.gutterChars = 5; // the widest line number, plus a space
+    this.target = -1; // the line a "#L<n>" link points at, highlighted
+    this.search = null; // { rangesOf(lineIndex) -> [[start, end, current], ...], version }
+    this.showTimes = false; // a second gutter with each line's time since the run started
 
     viewport.classList.add("log-viewport");
     this.spacer = document.createElement("div");
@@ -32,6 +41,7 @@ export class LogView {
     this.rowsEl.className = "log-rows";
     this.spacer.append(this.rowsEl);
     viewport.replaceChildren(this.spacer);
+    viewport.style.setProperty("--ln-chars", String(this.gutterChars));
 
     this._measure();
     viewport.addEventListener("scroll", () => this._onScroll(), { passive: true });
@@ -54,6 +64,41 @@ export class LogView {
     this.render();
   }
 
+  // Scroll line `index` (0-based) to a third of the way down the pane, and stop following.
+  scrollToLine(index) {
+    this._count();
+    if (index < 0 || index >= this.counted) return;
+    this._setFollow(false);
+    const vp = this.viewport;
+    const rowH = this.rowHeight;
+    const fullHeight = this.totalRows * rowH;
+    const wanted = Math.max(0, this.rowStart[index] - Math.floor(vp.clientHeight / rowH / 3));
+    this.spacer.style.height = `${Math.min(fullHeight, MAX_SPACER_PX)}px`; // room to scroll to it
+    if (fullHeight <= MAX_SPACER_PX) {
+      vp.scrollTop = wanted * rowH;
+    } else {
+      const maxScroll = Math.max(1, Math.min(fullHeight, MAX_SPACER_PX) - vp.clientHeight);
+      vp.scrollTop = (wanted / Math.max(1, this.totalRows - vp.clientHeight / rowH)) * maxScroll;
+    }
+    this.drawn = null;
+    this.render();
+  }
+
+  // Show or hide each line's time since the run started; lines wrap anew at the width left.
+  setShowTimes(show) {
+    this.showTimes = show;
+    this.viewport.classList.toggle("log-with-times", show);
+    this._measure();
+    this.counted = 0;
+    this.redraw();
+  }
+
+  // Something about how rows look changed (target, search): draw them again.
+  redraw() {
+    this.drawn = null;
+    this.update();
+  }
+
   // -- measuring -----------------------------------------------------------------------------
 
   _measure() {
@@ -68,8 +113,10 @@ export class LogView {
     this.charWidth = Math.max(1, rect.width / 100 || 8);
     const style = getComputedStyle(this.viewport);
     const inner = this.viewport.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    // Minus the row's own left border and padding (the stderr marker), so text never overflows.
-    const cols = Math.max(20, Math.floor((inner - 16) / this.charWidth));
+    // Minus the row's own left border and padding (the stderr marker) and the line numbers' gutter,
+    // so text never overflows.
+    const gutters = this.gutterChars + 1 + (this.showTimes ? TIME_CHARS + 1 : 0);
+    const cols = Math.max(20, Math.floor((inner - 16 - gutters * this.charWidth) / this.charWidth));
     const changed = cols !== this.cols;
     this.cols = cols;
     return changed;
@@ -115,6 +162,15 @@ export class LogView {
   render() {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
+    const digits = String(this.buffer.lines.length).length + 1;
+    if (digits > this.gutterChars) {
+      // Wider line numbers leave fewer columns for text: wrap every line again.
+      this.gutterChars = digits;
+      this.viewport.style.setProperty("--ln-chars", String(digits));
+      this._measure();
+      this.counted = 0;
+      this.drawn = null;
+    }
     const changedFrom = this._count();
     const vp = this.viewport;
     const rowH = this.rowHeight;
@@ -153,41 +209,86 @@ export class LogView {
       const lines = this.buffer.lines;
       for (let row = first; row < last; row++) {
         while (i + 1 < this.counted && this.rowStart[i + 1] <= row) i++;
-        frag.append(this._rowElement(lines[i], row - this.rowStart[i]));
+        frag.append(this._lineElement(lines[i], i, row - this.rowStart[i]));
       }
     }
     this.rowsEl.replaceChildren(frag);
   }
 
-  _rowElement(line, part) {
+  // One visual row: the line number (on a line's first row) and the row of text.
+  _lineElement(line, index, part) {
+    const wrap = document.createElement("div");
+    wrap.className = "log-line";
+    if (index === this.target) wrap.classList.add("log-target");
+    let gutter;
+    if (part === 0) {
+      gutter = document.createElement("a");
+      gutter.href = `#L${index + 1}`;
+      gutter.textContent = String(index + 1);
+      gutter.dataset.line = String(index + 1);
+      gutter.tabIndex = -1; // 100 000 links would swamp the tab order; the pane itself is focusable
+    } else {
+      gutter = document.createElement("span");
+    }
+    gutter.className = "log-ln";
+    gutter.setAttribute("aria-hidden", "true");
+    if (this.showTimes) {
+      const time = document.createElement("span");
+      time.className = "log-time";
+      time.setAttribute("aria-hidden", "true");
+      if (part === 0 && line.at != null) time.textContent = `+${line.at.toFixed(2)}`;
+      wrap.append(time);
+    }
+    wrap.append(gutter, this._rowElement(line, index, part));
+    return wrap;
+  }
+
+  _rowElement(line, index, part) {
     const el = document.createElement("div");
     el.className = line.s === STDERR ? "log-row log-stderr" : "log-row";
+    if (line.m) el.classList.add("log-marker");
     if (part > 0) el.classList.add("log-cont");
     const a = boundary(line.t, part * this.cols);
     const b = boundary(line.t, (part + 1) * this.cols);
-    if (!line.st) {
+    const marks = this.search ? this.search.rangesOf(index).filter(([s, e]) => e > a && s < b) : [];
+    if (!line.st && !marks.length) {
       el.textContent = line.t.slice(a, b);
       return el;
     }
-    // Style runs overlapping [a, b): st is [start, style, start, style, ...] in order.
-    const st = line.st;
+    // Cut [a, b) at every style change and match edge; each piece is text, a styled span, or both
+    // inside a <mark> for a search match.
+    const st = line.st || [0, null];
+    const cuts = new Set([a, b]);
+    for (let k = 0; k < st.length; k += 2) if (st[k] > a && st[k] < b) cuts.add(st[k]);
+    for (const [s, e] of marks) {
+      if (s > a && s < b) cuts.add(s);
+      if (e > a && e < b) cuts.add(e);
+    }
+    const edges = [...cuts].sort((x, y) => x - y);
     let k = 0;
-    while (k + 2 < st.length && st[k + 2] <= a) k += 2;
-    for (; k < st.length && st[k] < b; k += 2) {
-      const from = Math.max(a, st[k]);
-      const to = Math.min(b, k + 2 < st.length ? st[k + 2] : line.t.length);
-      if (to <= from) continue;
-      const text = line.t.slice(from, to);
+    for (let p = 0; p + 1 < edges.length; p++) {
+      const from = edges[p];
+      const to = edges[p + 1];
+      while (k + 2 < st.length && st[k + 2] <= from) k += 2;
       const style = st[k + 1];
-      if (style.plain) {
-        el.append(text);
+      const text = line.t.slice(from, to);
+      let node;
+      if (!style || style.plain) {
+        node = document.createTextNode(text);
       } else {
-        const span = document.createElement("span");
-        span.className = style.cls;
-        if (style.css) Object.assign(span.style, style.css);
-        span.textContent = text;
-        el.append(span);
+        node = document.createElement("span");
+        node.className = style.cls;
+        if (style.css) Object.assign(node.style, style.css);
+        node.textContent = text;
       }
+      const match = marks.find(([s, e]) => s <= from && to <= e);
+      if (match) {
+        const mark = document.createElement("mark");
+        mark.className = match[2] ? "log-match log-current" : "log-match";
+        mark.append(node);
+        node = mark;
+      }
+      el.append(node);
     }
     return el;
   }

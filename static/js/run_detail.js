@@ -6,10 +6,22 @@
 // offsets, so a reconnect neither loses nor repeats a byte.
 
 import { LogBuffer, STDERR, STDOUT, STREAMS } from "./logbuffer.js";
+import { LogSearch } from "./logsearch.js";
 import { LogView } from "./logview.js";
 import { MetricsPlots } from "./plots.js";
 import { LiveSocket, websocketUrl } from "./livesocket.js";
-import { TERMINAL, formatSeconds, noteServerTime, renderStatus, secondsBetween, showConnection } from "./status.js";
+import {
+  TERMINAL,
+  detailWords,
+  formatBytes,
+  formatSeconds,
+  memoryOverheadBytes,
+  noteServerTime,
+  peakMemoryWords,
+  renderStatus,
+  secondsBetween,
+  showConnection,
+} from "./status.js";
 
 const CLOSE_AFTER_TERMINAL_MS = 3000; // the metrics replay follows the status on connect
 const $ = (id) => document.getElementById(id);
@@ -26,6 +38,8 @@ const state = {
   waiting: null, // why a queued run waits beyond its turn ("no worker is available")
   runSeconds: null,
   have: [0, 0], // bytes received per stream = the offsets to resume from
+  marked: [false, false], // a stream's "truncated here" marker is in the log
+  targetLine: lineFromHash(), // a "#L<n>" line to scroll to once it has arrived (0-based; -1: none)
   closeTimer: 0,
 };
 
@@ -34,11 +48,83 @@ const jump = $("jump-to-bottom");
 const view = new LogView($("log"), buffer, { onFollowChange: (follow) => (jump.hidden = follow) });
 jump.addEventListener("click", () => view.scrollToBottom());
 
+// -- finding things in the output: "#L<n>" links and search -------------------------------------
+
+function lineFromHash() {
+  const m = /^#L(\d{1,9})$/.exec(location.hash);
+  return m ? Number(m[1]) - 1 : -1;
+}
+
+function showTargetLine() {
+  const i = state.targetLine;
+  if (i < 0 || i >= buffer.lines.length) return;
+  state.targetLine = -1;
+  view.target = i;
+  view.scrollToLine(i);
+}
+
+window.addEventListener("hashchange", () => {
+  state.targetLine = lineFromHash();
+  showTargetLine();
+});
+
+const search = new LogSearch(buffer);
+const searchForm = $("log-search");
+const searchInput = $("log-search-input");
+let rescanTimer = 0;
+if (!("expired" in searchForm.dataset)) searchForm.hidden = false;
+
+function showSearch() {
+  $("search-count").textContent = search.describe();
+  view.search = search.query ? search : null;
+  view.redraw();
+}
+
+function goToMatch(direction) {
+  if (searchInput.value !== search.query) search.set(searchInput.value);
+  const line = search.step(direction);
+  showSearch();
+  if (line >= 0) view.scrollToLine(line);
+}
+
+searchInput.addEventListener("input", () => {
+  search.set(searchInput.value);
+  showSearch();
+  if (search.currentLine >= 0) view.scrollToLine(search.currentLine);
+});
+searchInput.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    goToMatch(event.shiftKey ? -1 : 1);
+  } else if (event.key === "Escape") {
+    searchInput.value = "";
+    search.set("");
+    showSearch();
+  }
+});
+searchForm.addEventListener("submit", (event) => event.preventDefault());
+$("search-next").addEventListener("click", () => goToMatch(1));
+$("show-times").addEventListener("change", (event) => view.setShowTimes(event.currentTarget.checked));
+$("search-prev").addEventListener("click", () => goToMatch(-1));
+
+// New output while searching: count again, at most a few times a second.
+function outputChanged() {
+  if (search.query && !rescanTimer) {
+    rescanTimer = setTimeout(() => {
+      rescanTimer = 0;
+      search.scan();
+      showSearch();
+    }, 250);
+  }
+  showTargetLine();
+}
+
 const plots = new MetricsPlots({
   cpuEl: $("cpu-plot"),
   memoryEl: $("memory-plot"),
   readoutEl: $("metrics-readout"),
   memoryLimitBytes: page.memory_limit_bytes,
+  memoryOverheadBytes: memoryOverheadBytes(page.engine),
   cpuCores: page.cpu_cores,
 });
 
@@ -49,7 +135,7 @@ const socket = new LiveSocket({
 });
 
 // For the browser tests and for poking at the page from the console.
-window.crucibleRun = { page, state, buffer, view, plots, socket };
+window.crucibleRun = { page, state, buffer, view, plots, socket, search };
 
 function onMessage(message) {
   if (message.type === "output") onOutput(message);
@@ -57,7 +143,7 @@ function onMessage(message) {
   else if (message.type === "metrics") plots.add(message.samples || []);
 }
 
-function onOutput({ stream, offset, data }) {
+function onOutput({ stream, offset, data, t }) {
   const s = STREAMS.indexOf(stream);
   if (s < 0 || !Number.isInteger(offset)) return;
   const bytes = base64Bytes(data);
@@ -71,10 +157,14 @@ function onOutput({ stream, offset, data }) {
   const skip = state.have[s] - offset; // bytes we already have (never expected, but harmless)
   if (skip >= bytes.length) return;
   const fresh = skip > 0 ? bytes.subarray(skip) : bytes;
-  buffer.write(s, fresh);
+  // The server's time for replayed output; live output is timed on arrival (within milliseconds).
+  const at = Number.isFinite(t) ? t : !state.terminal && state.startedAt ? secondsBetween(state.startedAt) : null;
+  buffer.write(s, fresh, at);
   state.have[s] += fresh.length;
   view.update();
   showSizes();
+  showEmpty();
+  outputChanged();
 }
 
 function onStatus(m) {
@@ -91,23 +181,37 @@ function onStatus(m) {
   renderStatus($("run-status"), m.status, m.reason);
   document.title = `Run #${page.run_id} (${m.status}) · Crucible`;
   $("exit-code").textContent = m.exit_code ?? "–";
-  $("run-detail-text").textContent = m.detail || "";
+  $("run-detail-text").textContent = detailWords(m.detail);
   $("detail-row").hidden = !m.detail;
   const cancelForm = $("cancel-form"); // absent when this user may not cancel the run
   if (cancelForm) cancelForm.hidden = state.terminal;
   if (m.cpu_seconds != null && m.peak_memory_bytes != null) {
     // Only if the server includes the final usage in the status message.
-    $("usage").textContent = `${m.cpu_seconds.toFixed(2)} CPU s · ${formatBytes(m.peak_memory_bytes)} peak memory (sandbox included)`;
+    const peak = peakMemoryWords({
+      peak: m.peak_memory_bytes,
+      limit: page.memory_limit_bytes,
+      reason: m.reason,
+      engine: page.engine,
+    });
+    $("usage").textContent = `${m.cpu_seconds.toFixed(2)} s of CPU · ${peak}`;
     $("usage-row").hidden = false;
   }
-  for (const stream of STREAMS) {
+  STREAMS.forEach((stream, s) => {
     const el = $(`truncated-${stream}`);
     if (m[`${stream}_truncated`]) {
-      el.textContent = `${stream} truncated: ${formatBytes(m[`${stream}_bytes`])} written, first ${formatBytes(Number(el.dataset.limit))} kept`;
+      const words = `${stream} truncated: ${formatBytes(m[`${stream}_bytes`])} written, first ${formatBytes(Number(el.dataset.limit))} kept`;
+      el.textContent = words;
       el.hidden = false;
+      if (state.terminal && !state.marked[s]) {
+        // All of the stream is here (the replay comes before a terminal status): mark where it was cut.
+        buffer.end(s);
+        buffer.marker(s, `[${words}: the rest was not kept]`);
+        state.marked[s] = true;
+      }
     }
-  }
+  });
   tick();
+  showEmpty();
 
   if (state.terminal) {
     // No output follows a terminal status (and on connect the replay comes before it): flush a
@@ -115,7 +219,8 @@ function onStatus(m) {
     buffer.end(STDOUT);
     buffer.end(STDERR);
     view.update();
-    $("log-empty").hidden = state.have[STDOUT] + state.have[STDERR] > 0;
+    outputChanged();
+    plots.finish({ runSeconds: m.run_seconds, cpuSeconds: m.cpu_seconds, peakMemoryBytes: m.peak_memory_bytes });
     if (!state.closeTimer) state.closeTimer = setTimeout(() => socket.stop(), CLOSE_AFTER_TERMINAL_MS);
   }
 }
@@ -147,6 +252,14 @@ function tick() {
 setInterval(() => {
   if (!state.terminal) tick();
 }, 200);
+
+// The empty pane says why it is empty: not started, nothing printed yet, or nothing printed at all.
+function showEmpty() {
+  const el = $("log-empty");
+  el.hidden = state.have[STDOUT] + state.have[STDERR] > 0;
+  if (el.hidden) return;
+  el.textContent = state.terminal ? "(no output)" : state.status === "queued" ? "waiting for the run to start…" : "waiting for output…";
+}
 
 function showSizes() {
   $("output-size").textContent = `${formatBytes(state.have[STDOUT])} stdout · ${formatBytes(state.have[STDERR])} stderr`;
@@ -194,14 +307,7 @@ function base64Bytes(b64) {
   return bytes;
 }
 
-function formatBytes(n) {
-  if (n == null || !Number.isFinite(n)) return "–";
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
-
 showSizes();
+showEmpty();
 tick();
 socket.start();

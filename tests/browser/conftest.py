@@ -4,6 +4,8 @@ daphne + Celery worker + runsc stack of tests/e2e, plus a static route for the l
 Run these in their own pytest invocation (`pytest tests/browser -p no:cacheprovider`): the sync
 Playwright API refuses to run where an asyncio loop is running, as pytest-asyncio tests leave one.
 No browser is downloaded: `playwright install` cannot reach its CDN here, Debian's package is used.
+The site's pages forbid eval (Content-Security-Policy): give `wait_for_function` a function
+("() => ..."); a bare expression is evaluated in the page by eval and refused.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ MiB = 1024 * 1024
 def pane(fixture_page):
     page, watch = fixture_page
     page.goto(f"{FIXTURE_ORIGIN}/logview.html")
-    page.wait_for_function("window.fixtureReady === true")
+    page.wait_for_function("() => window.fixtureReady === true")
     return page
 
 
@@ -53,6 +53,18 @@ def test_invalid_utf8_nul_and_control_characters_show_visibly(pane) -> None:
     marked = {(s["text"], s["cls"]) for s in row["spans"]}
     assert ("\ufffd\ufffd", "a-bad") in marked
     assert (r"\x00", "a-ctl") in marked and (r"\x07", "a-ctl") in marked
+
+
+def test_bidirectional_and_zero_width_characters_show_as_visible_escapes(pane) -> None:
+    # "\u202e" (right-to-left override) would make "txt.exe" read as "exe.txt", and so on.
+    hidden = "\u202e \u2066 \u2069 \u200b \u200d \u200f \u061c \u2060 \ufeff \u2028"
+    write(pane, 0, f"file: {hidden} txt.exe\n".encode())
+
+    [row] = rows(pane)
+    escapes = r"\u202e \u2066 \u2069 \u200b \u200d \u200f \u061c \u2060 \ufeff \u2028"
+    assert row["text"] == f"file: {escapes} txt.exe"
+    assert not set(hidden.replace(" ", "")) & set(pane.inner_text("body"))  # none reaches the page as itself
+    assert {s["text"] for s in row["spans"] if s["cls"] == "a-ctl"} == set(escapes.split())
 
 
 def test_a_truncated_character_at_the_very_end_shows_as_a_replacement(pane) -> None:
@@ -141,7 +153,7 @@ def test_100000_lines_keep_the_dom_small_and_the_page_responsive(pane) -> None:
     assert texts(pane)[-1] == "line 99999"  # following the end
 
     pane.evaluate("document.getElementById('log').scrollTop = 0")
-    pane.wait_for_function("document.querySelector('#log .log-row')?.textContent === 'line 0'")
+    pane.wait_for_function("() => document.querySelector('#log .log-row')?.textContent === 'line 0'")
 
 
 def test_a_1_mib_line_is_wrapped_into_rows_and_only_visible_ones_are_drawn(pane) -> None:
@@ -171,7 +183,9 @@ def test_a_1_mib_line_is_wrapped_into_rows_and_only_visible_ones_are_drawn(pane)
 
 def test_autoscroll_pauses_when_scrolled_up_and_resumes_at_the_bottom(pane) -> None:
     write(pane, 0, b"".join(b"first %d\n" % i for i in range(200)))
-    pane.wait_for_function("document.querySelector('#log .log-row:last-child')?.textContent === 'first 199'")
+    pane.wait_for_function(
+        "() => document.querySelector('#log .log-line:last-child .log-row')?.textContent === 'first 199'"
+    )
     assert pane.is_hidden("#jump-to-bottom")
 
     pane.hover("#log")
@@ -187,7 +201,9 @@ def test_autoscroll_pauses_when_scrolled_up_and_resumes_at_the_bottom(pane) -> N
     assert texts(pane)[-1] == "second 199"
     assert pane.is_hidden("#jump-to-bottom")
     write(pane, 0, b"third\n")
-    pane.wait_for_function("document.querySelector('#log .log-row:last-child')?.textContent === 'third'")
+    pane.wait_for_function(
+        "() => document.querySelector('#log .log-line:last-child .log-row')?.textContent === 'third'"
+    )
 
 
 def test_new_output_does_not_clear_a_selection_in_a_paused_log(pane) -> None:
@@ -197,7 +213,7 @@ def test_new_output_does_not_clear_a_selection_in_a_paused_log(pane) -> None:
     pane.wait_for_selector("#jump-to-bottom", state="visible")
     pane.evaluate(
         """() => {
-          const row = document.querySelector('#log .log-row:nth-child(12)');
+          const row = document.querySelector('#log .log-line:nth-child(12) .log-row');
           getSelection().selectAllChildren(row);
           window.selected = row.textContent;
         }"""
@@ -207,3 +223,49 @@ def test_new_output_does_not_clear_a_selection_in_a_paused_log(pane) -> None:
     pane.wait_for_timeout(100)
 
     assert pane.evaluate("getSelection().toString()") == pane.evaluate("window.selected")
+
+
+# -- finding things: line numbers, search, markers ------------------------------------------------
+
+
+def gutters(page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#log .log-ln')].map((g) => g.textContent)")
+
+
+def test_every_line_has_its_number_as_a_link_that_is_not_copied_with_the_text(pane) -> None:
+    write(pane, 0, b"alpha\nbeta\n")
+    write(pane, 1, b"gamma\n")
+
+    assert texts(pane) == ["alpha", "beta", "gamma"]  # the numbers are not in the rows' text
+    assert gutters(pane) == ["1", "2", "3"]
+    assert pane.get_attribute("#log .log-line:nth-child(2) .log-ln", "href") == "#L2"
+    assert pane.evaluate("getComputedStyle(document.querySelector('#log .log-ln')).userSelect") == "none"
+    pane.evaluate("getSelection().selectAllChildren(document.getElementById('log'))")
+    assert "1" not in pane.evaluate("getSelection().toString()")
+
+
+def test_search_covers_the_whole_output_not_only_the_rows_drawn(pane) -> None:
+    lines = [f"row {i}" + (" Needle here" if i in (7, 30_000) else "") for i in range(40_000)]
+    write(pane, 0, ("\n".join(lines) + "\n").encode())
+    pane.evaluate("fixture.rows()")
+    assert pane.locator("#log .log-line").count() < 200  # only a window of the rows is in the DOM
+
+    assert pane.evaluate("fixture.find('needle')") == "1 of 2"  # no capital: case-insensitive
+    assert pane.evaluate("fixture.step(1)") == "2 of 2"
+    pane.evaluate("fixture.rows()")
+    current = pane.evaluate("document.querySelector('#log mark.log-current').closest('.log-row').textContent")
+    assert current == "row 30000 Needle here"
+    assert pane.evaluate("fixture.step(1)") == "1 of 2"  # wraps around
+    assert pane.evaluate("fixture.find('Needle here')") == "1 of 2"
+    assert pane.evaluate("fixture.find('needle HERE')") == "no matches"  # a capital: exact case
+
+
+def test_a_marker_line_is_drawn_apart_and_is_not_a_search_match(pane) -> None:
+    write(pane, 0, b"kept\npartial")
+    pane.evaluate("fixture.buffer.end(0); fixture.buffer.marker(0, '[stdout truncated here]')")
+
+    assert texts(pane) == ["kept", "partial", "[stdout truncated here]"]
+    assert pane.evaluate(
+        "document.querySelector('#log .log-line:last-child .log-row').classList.contains('log-marker')"
+    )
+    assert pane.evaluate("fixture.find('truncated')") == "no matches"

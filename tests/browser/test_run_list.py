@@ -19,7 +19,7 @@ def test_the_list_follows_a_run_from_queued_to_succeeded_without_reloading(logge
     page = logged_in.page
     before = submit_over_api(stack, e2e_user, "print('before')", "before")
     page.goto(logged_in.url("/runs/"))
-    page.wait_for_function("document.getElementById('connection').dataset.state === 'live'")
+    page.wait_for_function("() => document.getElementById('connection').dataset.state === 'live'")
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
 
     run_id = submit_over_api(stack, e2e_user, "import time\ntime.sleep(2)\nprint('done')\n", "<i>slow</i>")

@@ -5,23 +5,22 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def logs_in_a_temporary_dir(settings, tmp_path):
-    """Each test's run output goes to its own log store, not var/logs."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "logs": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "logs")},
-        },
-    }
-
-
-@pytest.fixture(autouse=True)
 def no_rate_limits(settings):
     """API rate limits are off unless a test turns them on (tests/evaluations/test_rate_limiting.py):
     counts kept in the shared Redis must not throttle unrelated tests."""
     settings.CRUCIBLE_API_RATE = None
     settings.CRUCIBLE_API_WRITE_RATE = None
+
+
+@pytest.fixture(autouse=True)
+def login_failures_of_its_own(settings):
+    """Failed logins are counted in the shared Redis (evaluations/accounts/login_limits.py), per
+    username and per client address, which is 127.0.0.1 for every test: each test counts under a
+    cache key prefix of its own, so failures from one never lock another out. (The keys expire with
+    the lockout time.)"""
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"crucible-test-{uuid.uuid4().hex[:12]}"
+    settings.CACHES = caches
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ ended.
 
 One PostgreSQL cluster per session (tests/support/postgres_cluster.py), migrated once into a
 template database with the tests' users; each test gets a copy of it, a Redis of its own
-(tests/support/redis_server.py), a var dir (logs, sandbox state) and a web port. Leases, grace
+(tests/support/redis_server.py), a var dir (sandbox state) and a web port. Leases, grace
 periods and retries are shortened through the environment (FAULT_TIMINGS).
 """
 
@@ -69,7 +69,6 @@ def process_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str
         "CRUCIBLE_REDIS_URL": redis_url,
         "CRUCIBLE_VAR_DIR": str(var_dir),
         "CRUCIBLE_IMAGES_DIR": str(settings.CRUCIBLE_IMAGES_DIR),  # the shared, already built image
-        "CRUCIBLE_LOGS_DIR": None,
         "CRUCIBLE_SANDBOX_STATE_DIR": None,
         "CRUCIBLE_SANDBOX_ENGINE": "runsc",
         "CRUCIBLE_PRODUCTION": "0",

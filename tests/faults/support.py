@@ -67,15 +67,21 @@ class Api:
 
     def wait(self, run_id: int, until=lambda run: run["status"] in TERMINAL, *, timeout: float = 60, what="") -> dict:
         """Poll the run until `until(run)`; fail with the last state seen after `timeout` seconds.
-        Connection errors (the web restarting) are waited out too."""
+        Connection errors (the web restarting) and 503s (its database) are waited out too."""
         deadline = time.monotonic() + timeout
         last: Any = "no answer"
         while time.monotonic() < deadline:
             try:
-                last = self.run(run_id)
+                resp = self.get(f"/api/v1/runs/{run_id}/")
             except requests.ConnectionError as exc:
                 last = exc
             else:
+                if resp.status_code == 503:
+                    last = f"503 {resp.text[:200]}"
+                    time.sleep(0.2)
+                    continue
+                assert resp.status_code == 200, f"GET run {run_id}: {resp.status_code} {resp.text[:500]}"
+                last = resp.json()
                 if until(last):
                     return last
             time.sleep(0.2)

@@ -1,11 +1,14 @@
-"""The log store's disk fills (a 4 MiB tmpfs as CRUCIBLE_LOGS_DIR, mostly taken by another file):
-a run printing more than fits ends error/storage_error with a detail that says the disk is full,
-the worker lives on, and once the space is freed the next run succeeds."""
+"""The log store's disk fills: the output table lives in a PostgreSQL tablespace on a 4 MiB tmpfs,
+mostly taken by another file. A run printing more than fits ends error/storage_error with a detail
+that says the store is full, the worker lives on, and once the space is freed the next run succeeds."""
 
 from __future__ import annotations
 
+import pwd
 import re
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,19 +18,29 @@ pytestmark = pytest.mark.faults
 
 DISK_BYTES = 4 * 1024 * 1024
 FREE_BYTES = 256 * 1024
+OUTPUT_TABLE = "evaluations_outputchunk"
 
 
-def test_a_run_that_fills_the_log_disk_ends_as_storage_error_and_the_next_succeeds(faults, tmp_path):
-    logs_dir = tmp_path / "logs-disk"
-    logs_dir.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(logs_dir)], check=True)
-    faults.cleanup(subprocess.run, ["umount", "-l", str(logs_dir)])  # after the stack has stopped
-    filler = logs_dir / "other-files"
+def test_a_run_that_fills_the_log_disk_ends_as_storage_error_and_the_next_succeeds(faults):
+    disk = Path(tempfile.mkdtemp(prefix="crucible-small-disk-"))  # not under pytest's 0700 root
+    owner = pwd.getpwnam(faults.pg.os_user)
+    options = f"size={DISK_BYTES},uid={owner.pw_uid},gid={owner.pw_gid},mode=0700"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], check=True)
+    faults.cleanup(disk.rmdir)
+    faults.cleanup(subprocess.run, ["umount", "-l", str(disk)])  # after the tablespace is dropped
+    space = f"small_{faults.db_name}"
+    faults.pg.execute(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
+    faults.cleanup(faults.pg.execute, f"DROP TABLESPACE IF EXISTS {space}")
+    faults.sql(f"ALTER TABLE {OUTPUT_TABLE} SET TABLESPACE {space}")  # with its TOAST table
+    faults.cleanup(faults.sql, f"ALTER TABLE {OUTPUT_TABLE} SET TABLESPACE pg_default")  # once stopped
+    filler = disk / "other-files"
     filler.write_bytes(b"\0" * (DISK_BYTES - FREE_BYTES))
-    faults.env["CRUCIBLE_LOGS_DIR"] = str(logs_dir)
     stack = faults.stack(workers=1)
 
-    big = faults.api.submit(program('import sys\nfor i in range(800):\n    sys.stdout.write("x" * 999 + "\\n")\n'))
+    # Random bytes: PostgreSQL compresses what it stores, and 800 KB of one letter would fit.
+    big = faults.api.submit(
+        program("import os, sys\nfor i in range(800):\n    sys.stdout.buffer.write(os.urandom(1000))\n")
+    )
     run = faults.api.wait(big, timeout=60)
     assert (run["status"], run["reason"]) == ("error", "storage_error"), run
     assert re.search(r"full|no space", run["detail"], re.IGNORECASE), run["detail"]

@@ -9,6 +9,7 @@ stopped again at the end of the session.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,11 +20,13 @@ from typing import Any
 
 import pytest
 
+from sandbox import cgroups
 from sandbox.cgroups import remove_cgroup_dirs
 from sandbox.contract import ExecResult
 from sandbox.docker.daemon import PrivateDockerd
 from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
 from sandbox.images import Image, build_image, default_recipes, host_suite
+from sandbox.runsc import RunscEngine
 from tests.sandbox.support import REPO_ROOT, leftovers, make_request, remove_cgroup_parent
 
 
@@ -113,6 +116,62 @@ def subprocess_engine(image: Image, images_dir: Path, state_dir: Path, cgroup_pa
     eng = get_engine("subprocess", config)
     eng.check()
     return eng
+
+
+# -- engines of a test's own --------------------------------------------------------------------------
+
+EngineFactory = Callable[..., RunscEngine]
+
+
+def remove_cgroup_parent_everywhere(parent: str) -> None:
+    root = cgroups.CGROUP_ROOT
+    bases = [root] if cgroups.layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    for base in bases:
+        try:
+            (base / parent).rmdir()
+        except OSError:
+            pass
+
+
+def short_state_dir() -> Path:
+    # runsc's unix sockets under <state_dir>/<run>/state must stay below 108 bytes.
+    return Path(tempfile.mkdtemp(prefix="cwl-"))
+
+
+@pytest.fixture
+def new_engine(image: Image, images_dir: Path) -> Iterator[EngineFactory]:
+    """new_engine(**EngineConfig fields): a runsc engine of the test's own state dir and cgroup parent.
+
+    Closed, swept, and its cgroup parent and state dir removed after the test, whatever happened.
+    """
+    made: list[RunscEngine] = []
+    dirs: list[Path] = []
+
+    def make(state_dir: Path | None = None, cgroup_parent: str | None = None, **config: object) -> RunscEngine:
+        if state_dir is None:
+            state_dir = short_state_dir()
+            dirs.append(state_dir)
+        if cgroup_parent is None:
+            cgroup_parent = f"crucible-pytest-{state_dir.name}"
+        eng = get_engine(
+            "runsc",
+            # Pooling off unless asked for: the warm launchers' tests count launchers.
+            EngineConfig(
+                images_dir=images_dir, state_dir=state_dir, cgroup_parent=cgroup_parent, **{"pool_size": 0, **config}
+            ),  # type: ignore[arg-type]
+        )
+        assert isinstance(eng, RunscEngine)
+        made.append(eng)
+        return eng
+
+    yield make
+    for eng in made:
+        eng.close()
+        eng.sweep()
+    for eng in made:
+        remove_cgroup_parent_everywhere(eng.config.cgroup_parent)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # -- nothing may be left behind ---------------------------------------------------------------------

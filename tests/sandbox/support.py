@@ -105,14 +105,17 @@ def runsc_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
     from sandbox.runsc import RUN_PREFIX, RunscEngine
 
     assert isinstance(engine, RunscEngine)
-    # A warm launcher's work dir and cgroup are the next run's, made before it (sandbox/launcher.py);
-    # test_runsc_engine.py checks that close() and the engine's death end them.
+    # A warm launcher's work dir and cgroup are the next run's, made before it (sandbox/launcher.py),
+    # and a pooled sandbox's runsc too (sandbox/pool.py); test_runsc_engine.py and
+    # test_pooled_sandboxes.py check that close() and the engine's death end them.
     warm = engine.warm_run_ids()
     return {
         "work dirs": [d for d in work_dirs(engine, RUN_PREFIX) if d not in warm],
         "cgroups": [c for c in cgroups.leftover_names(engine.config.cgroup_parent) if c not in warm],
         "cgroup dirs": [d for d in run_cgroup_dirs(engine.config.cgroup_parent) if Path(d).name not in warm],
-        "runsc processes": processes_mentioning("runsc", str(engine.config.state_dir)),
+        "runsc processes": [
+            p for p in processes_mentioning("runsc", str(engine.config.state_dir)) if not any(w in p for w in warm)
+        ],
     }
 
 
@@ -136,8 +139,9 @@ def subprocess_leftovers(engine: ExecutionEngine) -> dict[str, list[str]]:
 
     return {
         "work dirs": work_dirs(engine, RUN_PREFIX),
-        # the program runs from its work dir under the state dir
-        "processes": processes_mentioning(str(engine.config.state_dir)),
+        # the program runs from its work dir under the state dir (where the runsc engine's pooled
+        # sandboxes, named otherwise, may be waiting too)
+        "processes": processes_mentioning(str(engine.config.state_dir / RUN_PREFIX)),
     }
 
 

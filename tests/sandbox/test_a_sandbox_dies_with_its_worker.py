@@ -126,6 +126,7 @@ class Place:
             "state_dir": str(self.state_dir),
             "cgroup_parent": self.cgroup_parent,
             "docker_url": self.docker_url or EngineConfig.docker_url,
+            "pool_size": 0,  # these tests count warm launchers; the pooled sandboxes' tests set it
             **fields,
         }
 
@@ -254,6 +255,22 @@ def test_an_idle_killed_workers_warm_launcher_is_gone_within_seconds(
     with_signal(worker, signal.SIGKILL)
 
     gone_within(GONE_WITHIN, lambda: remains(place, warm))
+
+
+def test_a_killed_workers_pooled_sandboxes_idle_and_running_are_gone_within_seconds(
+    place: Place, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker(runs=["print('once')", SLEEPER], pool_size=1, warm_launchers=False)
+    assert worker.wait_for("result").split()[1] == "succeeded"  # cold: the pool was empty
+    run_id = worker.started_sandbox()  # from the pool, booted after the first run
+    janitor = worker.janitor_pid()
+    wait_until(lambda: len(run_dirs(place)) == 2, "a pooled sandbox booted next to the run")
+    pooled_id = next(d for d in run_dirs(place) if d != run_id)
+    assert processes_mentioning(pooled_id), "the pooled sandbox is not running"
+
+    with_signal(worker, signal.SIGKILL)
+
+    gone_within(GONE_WITHIN, lambda: remains(place, [run_id, pooled_id], janitor=janitor))
 
 
 def test_a_worker_whose_janitor_was_killed_gets_a_new_one_that_knows_every_live_run(

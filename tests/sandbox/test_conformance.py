@@ -207,15 +207,21 @@ def test_it_times_out_an_infinite_loop(run: Run) -> None:
     assert result.status is Status.FAILED
     assert result.reason is Reason.TIMEOUT
     assert result.exit_code is None
-    assert took < 3.5, f"execute() took {took:.2f}s for a 1.5s wall limit"
-    assert took >= 1.5
+    assert_ended_at_the_wall(result, took, wall_seconds=1.5)
 
 
 def test_it_times_out_a_sleeping_program(run: Run) -> None:
     started = time.monotonic()
     result = run("import time; time.sleep(30)", wall_seconds=1)
     assert (result.status, result.reason) == (Status.FAILED, Reason.TIMEOUT)
-    assert time.monotonic() - started < 3
+    assert_ended_at_the_wall(result, time.monotonic() - started, wall_seconds=1)
+
+
+def assert_ended_at_the_wall(result: ExecResult, took: float, wall_seconds: float) -> None:
+    # The program is stopped within a second and a half of its limit; the teardown after it (runsc
+    # delete, cgroup removal) is not the program's time and is slower on a busy machine.
+    assert wall_seconds <= result.timings.run_seconds < wall_seconds + 1.5, result.timings
+    assert took < wall_seconds + 5, f"execute() took {took:.2f}s for a {wall_seconds}s wall limit"
 
 
 def test_a_cpu_quota_holds_a_program_spinning_on_every_core(run: Run) -> None:

@@ -173,6 +173,14 @@ def test_it_rejects_other_unsafe_file_names(name: str) -> None:
     assert info.value.field == "files"
 
 
+@pytest.mark.parametrize("name", ["d" * 256 + ".py", "é" * 128 + "/main.py", "caf\udce9.py"])
+def test_it_rejects_names_no_file_system_takes(name: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        ExecRequest(files={name: b"", "main.py": b""})
+    assert info.value.field == "files"
+    info.value.message.encode("utf-8")  # the message names it, escaped
+
+
 def test_it_accepts_nested_relative_paths() -> None:
     request = ExecRequest(files={"main.py": b"", "pkg/__init__.py": b"", "pkg/sub/mod.py": b""})
     assert set(request.files) == {"main.py", "pkg/__init__.py", "pkg/sub/mod.py"}

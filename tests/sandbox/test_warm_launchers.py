@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sandbox import cgroups
 from sandbox.contract import ExecResult, Status
-from sandbox.engine import EngineConfig, ExecutionEngine, get_engine
-from sandbox.images import Image
+from sandbox.engine import ExecutionEngine
 from sandbox.launcher import Launcher, LauncherPool
 from sandbox.runsc import RUN_PREFIX, RunscEngine
 from tests.sandbox.support import REPO_ROOT, make_request, run_cgroup_dirs, work_dirs
@@ -129,54 +126,6 @@ def assert_ran(result: ExecResult, stdout: bytes) -> None:
     assert (result.status, result.stdout.data) == (Status.SUCCEEDED, stdout), result
 
 
-def remove_cgroup_parent_everywhere(parent: str) -> None:
-    root = cgroups.CGROUP_ROOT
-    bases = [root] if cgroups.layout() == "v2" else [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
-    for base in bases:
-        try:
-            (base / parent).rmdir()
-        except OSError:
-            pass
-
-
-def short_state_dir() -> Path:
-    # runsc's unix sockets under <state_dir>/<run>/state must stay below 108 bytes.
-    return Path(tempfile.mkdtemp(prefix="cwl-"))
-
-
-@pytest.fixture
-def new_engine(image: Image, images_dir: Path) -> Iterator[EngineFactory]:
-    """new_engine(**EngineConfig fields): a runsc engine of the test's own state dir and cgroup parent.
-
-    Closed, swept, and its cgroup parent and state dir removed after the test, whatever happened.
-    """
-    made: list[RunscEngine] = []
-    dirs: list[Path] = []
-
-    def make(state_dir: Path | None = None, cgroup_parent: str | None = None, **config: object) -> RunscEngine:
-        if state_dir is None:
-            state_dir = short_state_dir()
-            dirs.append(state_dir)
-        if cgroup_parent is None:
-            cgroup_parent = f"crucible-pytest-{state_dir.name}"
-        eng = get_engine(
-            "runsc",
-            EngineConfig(images_dir=images_dir, state_dir=state_dir, cgroup_parent=cgroup_parent, **config),  # type: ignore[arg-type]
-        )
-        assert isinstance(eng, RunscEngine)
-        made.append(eng)
-        return eng
-
-    yield make
-    for eng in made:
-        eng.close()
-        eng.sweep()
-    for eng in made:
-        remove_cgroup_parent_everywhere(eng.config.cgroup_parent)
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 # -- a run leaves one warm launcher, and the next run uses it -----------------------------------------
 
 
@@ -237,8 +186,8 @@ def test_close_ends_every_warm_launcher_and_later_runs_start_cold(new_engine: En
 
 
 @pytest.mark.usefixtures("nothing_left_behind")
-def test_a_warm_launcher_that_died_is_not_used_and_its_cgroup_and_work_dir_go(engine: ExecutionEngine) -> None:
-    assert isinstance(engine, RunscEngine)
+def test_a_warm_launcher_that_died_is_not_used_and_its_cgroup_and_work_dir_go(new_engine: EngineFactory) -> None:
+    engine = new_engine()
     assert_ran(engine.execute(make_request("print(1)")), b"1\n")
     # However many the shared engine keeps (as many as its runs at once), kill them all.
     warm = warm_launchers_ready(engine, None)
@@ -263,7 +212,7 @@ from sandbox import cgroups
 from sandbox.contract import ExecRequest
 from sandbox.engine import EngineConfig, get_engine
 
-config = EngineConfig(images_dir=Path(sys.argv[2]), state_dir=Path(sys.argv[3]), cgroup_parent=sys.argv[4])
+config = EngineConfig(images_dir=Path(sys.argv[2]), state_dir=Path(sys.argv[3]), cgroup_parent=sys.argv[4], pool_size=0)
 engine = get_engine("runsc", config)
 result = engine.execute(ExecRequest(files={"main.py": b"print('worker')"}))
 deadline = time.monotonic() + 10
@@ -359,8 +308,8 @@ def test_two_runs_at_once_leave_two_warm_launchers(new_engine: EngineFactory) ->
 
 
 @pytest.mark.usefixtures("nothing_left_behind")
-def test_a_forked_child_neither_uses_nor_ends_the_parents_warm_launcher(engine: ExecutionEngine) -> None:
-    assert isinstance(engine, RunscEngine)
+def test_a_forked_child_neither_uses_nor_ends_the_parents_warm_launcher(new_engine: EngineFactory) -> None:
+    engine = new_engine()
     assert_ran(engine.execute(make_request("print(1)")), b"1\n")
     warm = warm_launchers_ready(engine, None)
 

@@ -25,13 +25,28 @@ def test_a_new_work_dir_is_private_and_locked_until_its_lock_is_closed(tmp_path:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the run closes it
 
 
-def test_the_code_is_written_readable_below_code(tmp_path: Path) -> None:
-    request = ExecRequest(files={"main.py": b"print(1)", "pkg/mod.py": b"X = 1"})
-    code = workdirs.write_code(tmp_path, request)
+def test_the_code_is_written_below_code_readable_by_its_owner_only(tmp_path: Path) -> None:
+    request = ExecRequest(files={"main.py": b"print(1)", "pkg/sub/mod.py": b"X = 1"})
+    old_umask = os.umask(0)  # modes come from the code, not from the process's umask
+    try:
+        code = workdirs.write_code(tmp_path, request)
+    finally:
+        os.umask(old_umask)
     assert code == tmp_path / "code"
-    assert (code / "pkg" / "mod.py").read_bytes() == b"X = 1"
-    assert stat.S_IMODE((code / "main.py").stat().st_mode) == 0o644
-    assert stat.S_IMODE((code / "pkg").stat().st_mode) == 0o755
+    assert (code / "pkg" / "sub" / "mod.py").read_bytes() == b"X = 1"
+    for path in (code / "main.py", code / "pkg" / "sub" / "mod.py"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for path in (code, code / "pkg", code / "pkg" / "sub"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_the_uid_that_runs_the_code_may_read_it_but_not_change_it(tmp_path: Path) -> None:
+    code = workdirs.write_code(tmp_path, ExecRequest(files={"main.py": b"", "pkg/mod.py": b""}), reader=65534)
+    paths = [code, *code.rglob("*")]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in paths} == {(os.geteuid(), 65534)}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_dir()} == {0o750}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_file()} == {0o640}
 
 
 def test_the_sweep_removes_unlocked_work_dirs_of_its_prefix_only(tmp_path: Path) -> None:

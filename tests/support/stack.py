@@ -37,7 +37,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +175,7 @@ class Stack:
     worker_name: Celery node name (-n) of the first worker; unique per stack by default.
     workers: how many workers start with the stack (0: none; `start_worker` adds them later).
     reconciler: also start `manage.py reconcile` (its readiness is not awaited, only that it runs).
+    web_env: laid over `env` for daphne only (e.g. a var dir of its own, as on a host of its own).
     ready_path: the URL path polled until the web server answers (any HTTP status below 500).
     start_timeout: seconds each process gets to become ready; stop_timeout: SIGTERM grace.
     """
@@ -187,7 +188,7 @@ class Stack:
         host: str = "127.0.0.1",
         port: int | None = None,
         concurrency: int = 2,
-        queues: str = "runs",
+        queues: str = "runs,webhooks",
         worker_name: str | None = None,
         workers: int = 1,
         reconciler: bool = False,
@@ -197,8 +198,11 @@ class Stack:
         stop_timeout: float = 15.0,
         venv_bin: Path = VENV_BIN,
         cwd: Path = REPO_ROOT,
+        web_env: Mapping[str, str | None] | None = None,
     ) -> None:
         self.env = child_env(env)
+        self._overlay = dict(env)  # what further per-process overlays go on top of
+        self.web_env = child_env({**env, **(web_env or {})})
         self.log_dir = Path(log_dir)
         self.host, self.port = host, port
         self.concurrency, self.queues = concurrency, queues
@@ -291,9 +295,19 @@ class Stack:
 
     # -- workers and the reconciler ----------------------------------------------------------------
 
-    def start_worker(self, name: str | None = None, *, concurrency: int | None = None, wait: bool = True) -> Process:
-        """Start one more worker (node `name`, default `<stack's name>-<n>`); wait until it is ready."""
-        proc = self._spawn_worker(name, concurrency=concurrency)
+    def start_worker(
+        self,
+        name: str | None = None,
+        *,
+        concurrency: int | None = None,
+        wait: bool = True,
+        env: Mapping[str, str | None] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> Process:
+        """Start one more worker (node `name`, default `<stack's name>-<n>`); wait until it is ready.
+        `env` is laid over the stack's for this worker only; `prefix` goes before its command (e.g.
+        `unshare --mount ...`: it must exec the command, so the worker keeps the pid it started with)."""
+        proc = self._spawn_worker(name, concurrency=concurrency, env=env, prefix=prefix)
         if wait:
             self._wait_worker_ready(proc)
         return proc
@@ -321,7 +335,13 @@ class Stack:
         return self.reconciler
 
     def _spawn_worker(
-        self, name: str | None = None, *, concurrency: int | None = None, log_path: Path | None = None
+        self,
+        name: str | None = None,
+        *,
+        concurrency: int | None = None,
+        log_path: Path | None = None,
+        env: Mapping[str, str | None] | None = None,
+        prefix: Sequence[str] = (),
     ) -> Process:
         self._worker_serial += 1
         if name is None:
@@ -332,6 +352,7 @@ class Stack:
             log_path = self.worker_log if first else self.log_dir / f"worker-{self._worker_serial}.log"
         concurrency = concurrency or self.concurrency
         argv = [
+            *prefix,
             str(self.venv_bin / "celery"), "-A", "crucible_site", "worker",
             "-Q", self.queues,
             "--concurrency", str(concurrency),
@@ -339,7 +360,8 @@ class Stack:
             "--loglevel", self.loglevel,
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        proc = Process("worker", argv, self.env, self.cwd, log_path)
+        worker_env = self.env if env is None else child_env({**self._overlay, **env})
+        proc = Process("worker", argv, worker_env, self.cwd, log_path)
         proc.node, proc.concurrency = name, concurrency
         self.workers.append(proc)
         return proc
@@ -350,10 +372,13 @@ class Stack:
             if not fixed_port:
                 self.port = free_port(self.host)
             argv = [
-                str(self.venv_bin / "daphne"), "-b", self.host, "-p", str(self.port),
+                # daphne, with its options, through the entry point that limits request bodies.
+                str(self.venv_bin / "python"), "-m", "crucible_site.web", "-b", self.host, "-p", str(self.port),
                 "crucible_site.asgi:application",
             ]  # fmt: skip
-            self.web = Process("web", argv, self.env, self.cwd, self.web_log)
+            # As the Procfile does: the web's default allowed origin is the URL it serves.
+            env = {**self.web_env, "CRUCIBLE_HOST": self.host, "CRUCIBLE_PORT": str(self.port)}
+            self.web = Process("web", argv, env, self.cwd, self.web_log)
             try:
                 self._wait_web_ready()
                 return

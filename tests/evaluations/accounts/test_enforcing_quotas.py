@@ -290,7 +290,7 @@ def test_the_form_shows_an_over_quota_submission_as_a_form_error(make_user, coun
 
     assert response.status_code == 429
     html = response.content.decode()
-    assert 'class="error"' in html
+    assert 'id="error-summary"' in html  # the form's summary of what stopped it, at the top
     assert "Quota reached: runs per day. You have started 1 of your 1 runs today" in html
     assert f"it resets at {quotas.resets_at():%Y-%m-%d} 00:00 UTC" in html
     assert counts() == before

@@ -42,7 +42,7 @@ def test_every_page_links_to_the_profile(client) -> None:
 
 
 def test_a_new_token_is_shown_once_right_after_it_is_created(client, user) -> None:
-    response = client.post("/profile/tokens/", {"name": "laptop script"})
+    response = client.post("/profile/tokens/", {"name": "laptop script"}, follow=True)
 
     assert response.status_code == 200
     key = key_on_page(response.content.decode())
@@ -57,8 +57,32 @@ def test_a_new_token_is_shown_once_right_after_it_is_created(client, user) -> No
     assert "laptop script" in later and f"{token.prefix}…" in later
 
 
+def test_reloading_the_new_key_page_makes_no_second_token_and_shows_no_key(client, user) -> None:
+    created = client.post("/profile/tokens/", {"name": "laptop script"})
+    assert created.status_code == 302  # post/redirect/get: a reload repeats the GET, not the POST
+    key = key_on_page(client.get(created["Location"]).content.decode())
+
+    reloaded = client.get(created["Location"], follow=True)
+
+    html = reloaded.content.decode()
+    assert reloaded.redirect_chain == [("/profile/", 302)]
+    assert key not in html and "was shown once, when it was created, and cannot be shown again" in html
+    assert ApiToken.objects.filter(user=user).count() == 1
+
+
+def test_the_new_key_travels_only_in_a_short_lived_cookie_for_that_token(client, user, other_user) -> None:
+    created = client.post("/profile/tokens/", {"name": "ci"})
+    cookie = created.cookies["crucible_new_key"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/profile/tokens/"
+    assert 0 < int(cookie["max-age"]) <= 300
+    other = tokens.token_create(user=user, name="other")[0]
+
+    # The cookie of one token does not show as another's key.
+    assert client.get(f"/profile/tokens/{other.pk}/created/")["Location"] == "/profile/"
+
+
 def test_the_key_from_the_page_works_against_the_api(client) -> None:
-    key = key_on_page(client.post("/profile/tokens/", {"name": "ci"}).content.decode())
+    key = key_on_page(client.post("/profile/tokens/", {"name": "ci"}, follow=True).content.decode())
 
     assert api(key).get(RUNS).status_code == 200
 
@@ -109,7 +133,7 @@ def test_revoking_a_token_makes_room_for_a_new_one(client, user) -> None:
 
     response = client.post("/profile/tokens/", {"name": "replacement"})
 
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == 20
 
 

@@ -107,6 +107,10 @@ HTTP_MATRIX: list[Case] = [
     Case("set-password/done/", "GET", None, everyone(200)),
     Case("runs/", "GET", None, signed_in(200)),
     Case("runs/<int:run_id>/", "GET", "run", reading(200, L)),
+    Case("runs/<int:run_id>/output/", "GET", "run", reading(200, L)),
+    # Pasted code has no project files: whoever may read the run is told so (404), others too.
+    Case("runs/<int:run_id>/files/<path:path>", "GET", "run", reading(404, L)),
+    Case("runs/compare/", "GET", None, signed_in(400)),  # no runs named: the page says how
     Case("runs/<int:run_id>/cancel/", "GET", "run", by_target(*[(L, 405, 405, 405, 405, 405, 405, L)] * 3)),
     Case("runs/<int:run_id>/cancel/", "POST", "run", cancelling(F, L)),
     Case("runs/<int:run_id>/rerun/", "POST", "run", owner_only(F, L)),
@@ -119,9 +123,23 @@ HTTP_MATRIX: list[Case] = [
         owner_only(F, L),
         data={"shared_with_team": "true"},
     ),
+    Case("batches/", "GET", None, signed_in(200)),
+    Case("batches/new/", "GET", None, (L, 200, 200, 200, 403, 200, 200, L)),
+    Case("batches/new/", "POST", None, (L, F, F, F, 403, F, F, L), data=SUBMIT_FORM),
+    Case("batches/<int:batch_id>/", "GET", "batch", reading(200, L)),
+    Case("batches/<int:batch_id>/cancel/", "POST", "batch", cancelling(F, L)),
+    Case("batches/<int:batch_id>/rerun-failed/", "POST", "batch", owner_only(F, L)),
     Case("usage/", "GET", None, signed_in(200)),
     Case("profile/", "GET", None, signed_in(200)),
-    Case("profile/tokens/", "POST", None, signed_in(200), data={"name": "matrix"}),  # the key, shown once
+    Case("profile/webhook/", "POST", None, signed_in(F), data={"webhook_url": ""}),
+    Case("profile/webhook/secret/", "POST", None, signed_in(200)),  # the secret, shown once
+    Case("profile/tokens/", "POST", None, signed_in(F), data={"name": "matrix"}),  # on to the key, shown once
+    Case(
+        "profile/tokens/<int:token_id>/created/",
+        "GET",
+        "token",  # without the new key's cookie: on to the profile, saying the key was shown once
+        {"owners": (L, F, 404, 404, 404, 404, 404, L), "missing": (L, 404, 404, 404, 404, 404, 404, L)},
+    ),
     Case(
         "profile/tokens/<int:token_id>/revoke/",
         "POST",
@@ -154,6 +172,29 @@ HTTP_MATRIX: list[Case] = [
         api=True,
     ),
     Case("api/v1/submissions/<int:submission_id>/runs/", "POST", "submission", owner_only(201, 401), data={}, api=True),
+    Case(
+        "api/v1/batches/",
+        "POST",
+        None,
+        (401, 201, 201, 201, 403, 201, 201, 401),
+        data={"code": "print(1)", "inputs": [{}, {}]},
+        api=True,
+    ),
+    Case("api/v1/batches/", "GET", None, signed_in(200, anon=401), api=True),
+    Case("api/v1/batches/<int:batch_id>/", "GET", "batch", reading(200, 401), api=True),
+    Case("api/v1/batches/<int:batch_id>/cancel/", "POST", "batch", cancelling(202, 401), data={}, api=True),
+    # 409: the batch has no failed run to run again (the owner got past every check to hear that)
+    Case("api/v1/batches/<int:batch_id>/rerun-failed/", "POST", "batch", owner_only(409, 401), data={}, api=True),
+    Case("api/v1/batches/<int:batch_id>/results/", "GET", "batch", reading(200, 401), api=True),
+    Case("api/v1/batches/<int:batch_id>/results/csv/", "GET", "batch", reading(200, 401), api=True),
+    Case("api/v1/webhook-secret/", "POST", None, signed_in(201, anon=401), data={}, api=True),
+    Case("api/schema/", "GET", None, everyone(200)),  # the OpenAPI schema is no secret
+    # -- monitoring: probes answer anyone; /metrics answers admins' tokens only (tests/evaluations/
+    # monitoring), never a browser session, an admin's included.
+    Case("healthz", "GET", None, everyone(200)),
+    Case("readyz", "GET", None, everyone(503)),  # no worker has sent a heartbeat in this world
+    Case("metrics", "GET", None, everyone(403)),
+    Case("api/docs/", "GET", None, everyone(200)),
 ]
 
 WS_MATRIX: list[Case] = [
@@ -163,6 +204,8 @@ WS_MATRIX: list[Case] = [
 
 EXCLUDED_PREFIXES = ("admin/", "static/")
 WS_CATCH_ALL = ""  # closes unknown paths with 4404 (tests/evaluations/test_following_runs_over_websockets.py)
+# A JSON 404 for unknown API paths, whoever asks (tests/evaluations/api/test_api_answers_odd_requests_with_a_4xx.py)
+API_CATCH_ALL = r"api/v1/^(?:[\s\S]*/)?$"
 
 
 # -- the world ------------------------------------------------------------------------------------
@@ -175,12 +218,16 @@ class World:
     private_run: Any
     owner_token_row: Any
     keys: dict[str, str]  # actor -> API token key
+    batches: dict[str, Any]  # "shared"/"private": a batch of that run's submission
 
     def ids(self, kind: str | None, target: str) -> dict[str, Any]:
+        if kind == "batch":
+            batch = self.batches.get(target)
+            return {"batch_id": batch.pk if batch else MISSING_ID}
         if kind in ("run", "submission"):
             run = {"shared": self.shared_run, "private": self.private_run}.get(target)
             if kind == "run":
-                return {"run_id": run.pk if run else MISSING_ID}
+                return {"run_id": run.pk if run else MISSING_ID, "path": "main.py"}
             return {"submission_id": run.submission_id if run else MISSING_ID}
         if kind == "token":
             return {"token_id": self.owner_token_row.pk if target == "owners" else MISSING_ID}
@@ -192,7 +239,7 @@ class World:
 @pytest.fixture
 def world(make_user, make_run, make_token) -> World:
     from evaluations.accounts import services as account_services
-    from evaluations.models import Role, Team
+    from evaluations.models import Batch, Role, Team
     from evaluations.runs import services
 
     lab, elsewhere = Team.objects.create(name="lab"), Team.objects.create(name="elsewhere")
@@ -220,7 +267,11 @@ def world(make_user, make_run, make_token) -> World:
     owner_token_row = make_token(owner, name="owner's").row
     # Deactivated after its API token was made: the token must stop working (and any session).
     account_services.user_deactivate(actor=users["admin"], user=users["deactivated"])
-    return World(users, shared_run, private_run, owner_token_row, keys)
+    batches = {
+        target: Batch.objects.create(owner=owner, submission=run.submission, name=target, configs=[])
+        for target, run in (("shared", shared_run), ("private", private_run))
+    }
+    return World(users, shared_run, private_run, owner_token_row, keys, batches)
 
 
 def session_client(world: World, actor: str, **kwargs):
@@ -303,7 +354,7 @@ def urlconf_routes() -> set[str]:
                 routes.add(route)
 
     walk(get_resolver().url_patterns, "")
-    return routes
+    return routes - {API_CATCH_ALL}
 
 
 def websocket_routes() -> set[str]:
@@ -328,7 +379,7 @@ def test_every_row_names_every_actor_and_target() -> None:
     for case in [*HTTP_MATRIX, *WS_MATRIX]:
         for target, row in case.outcomes().items():
             assert len(row) == len(ACTORS), (case.route, target)
-        if case.kind in ("run", "submission"):
+        if case.kind in ("run", "submission", "batch"):
             assert set(case.outcomes()) == {"shared", "private", "missing"}, case.route
 
 

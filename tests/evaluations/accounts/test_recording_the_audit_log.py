@@ -151,7 +151,7 @@ def test_an_admin_cancelling_someone_elses_run_is_the_actor(user, make_user, mak
 
 
 def test_creating_and_revoking_a_token_is_recorded_without_the_key(browser, user) -> None:
-    response = browser.post("/profile/tokens/", {"name": "ci"})
+    response = browser.post("/profile/tokens/", {"name": "ci"}, follow=True)
     created = only(audit.TOKEN_CREATE)
     token = user.api_tokens.get()
 

@@ -200,7 +200,7 @@ def test_every_unknown_field_is_named(api_client) -> None:
     assert response.status_code == 400
     assert set(response.json()) == {"owner", "status"}
     assert (
-        "allowed fields are argv, code, entrypoint, file, memory_mb, name, stdin, wall_seconds"
+        "allowed fields are argv, callback_url, code, entrypoint, file, memory_mb, name, stdin, wait, wall_seconds"
         in response.json()["owner"][0]
     )
 

@@ -244,3 +244,38 @@ def test_rate_settings_read_from_the_environment(monkeypatch, raw, rate) -> None
     monkeypatch.setenv("CRUCIBLE_API_RATE", raw)
 
     assert _rate("CRUCIBLE_API_RATE", "120/min") == rate
+
+
+# -- requests without a valid token ---------------------------------------------------------------------
+
+
+def test_a_flood_of_bad_tokens_is_counted_per_client_address_and_gets_429(settings, clock, token) -> None:
+    settings.CRUCIBLE_API_RATE = "3/min"
+    flood = APIClient(REMOTE_ADDR="198.51.100.7")
+    flood.credentials(HTTP_AUTHORIZATION="Token cru_not-a-real-key")
+
+    statuses = [flood.get(RUNS).status_code for _ in range(5)]
+
+    # Before: 401 for ever (DRF authenticates before it throttles, so these were never counted).
+    assert statuses == [401, 401, 401, 429, 429]
+    refused = flood.get(RUNS)
+    assert refused["Retry-After"] == "50"
+    assert "Requests without a valid token count per client address" in refused.json()["detail"]
+    # Other addresses have counts of their own, and a valid token from the same address its own too.
+    assert APIClient(REMOTE_ADDR="198.51.100.8").get(RUNS).status_code == 401
+    good = APIClient(REMOTE_ADDR="198.51.100.7")
+    good.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert good.get(RUNS).status_code == 200
+
+
+def test_requests_without_a_token_share_the_address_count_with_bad_tokens(settings, clock, db) -> None:
+    settings.CRUCIBLE_API_RATE = "4/min"
+    settings.CRUCIBLE_API_WRITE_RATE = "2/min"
+    bad = APIClient(REMOTE_ADDR="198.51.100.9")
+    bad.credentials(HTTP_AUTHORIZATION="Token cru_not-a-real-key")
+    nobody = APIClient(REMOTE_ADDR="198.51.100.9")
+
+    assert [bad.get(RUNS).status_code, nobody.get(RUNS).status_code] == [401, 401]
+    # Writes without a valid token also count against the lower write limit.
+    assert [nobody.post(SUBMIT, {"code": "print(1)"}, format="json").status_code for _ in range(3)] == [401, 401, 429]
+    assert nobody.get(RUNS).status_code == 429  # the address's 5th request of the minute

@@ -151,16 +151,30 @@ def in_thread(func, *args, **kwargs):
 
 
 def stored(run, stream: str) -> bytes:
+    """What the store holds (a database read: done in a thread of its own, as tests here are async)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
     from evaluations.runs import logstore
 
-    return logstore.log_read(run, stream)
+    def read() -> bytes:
+        try:
+            return logstore.log_read(run, stream)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(read).result()
 
 
 @pytest.fixture
 def running_run(user, make_run):
     from django.utils import timezone
 
-    return make_run(user, status="running", started_at=timezone.now())
+    # Caps above what the tests here write: the store keeps no more than a run's cap.
+    big = 64 * 1024 * 1024
+    return make_run(user, status="running", started_at=timezone.now(), stdout_limit_bytes=big, stderr_limit_bytes=big)
 
 
 # -- who may connect ----------------------------------------------------------------------------------
@@ -175,13 +189,29 @@ async def test_the_owner_connects_with_a_session_cookie_and_a_matching_origin(br
     await comm.disconnect()
 
 
-@pytest.mark.parametrize("origin", [b"http://testserver", b"http://127.0.0.1:8000", b"http://localhost"])
-async def test_every_allowed_host_is_an_acceptable_origin(session_cookie, running_run, origin):
+@pytest.mark.parametrize(
+    "origin", [b"http://testserver", b"http://127.0.0.1:8000", b"http://LOCALHOST:8000", b"https://crucible.example"]
+)
+async def test_every_allowed_origin_is_acceptable(session_cookie, running_run, origin, settings):
+    settings.CRUCIBLE_ALLOWED_ORIGINS = ["http://testserver", "http://127.0.0.1:8000", "http://localhost:8000"]
+    settings.CRUCIBLE_ALLOWED_ORIGINS.append("https://crucible.example:443")  # the default port, spelt out
     comm = communicator(f"/ws/runs/{running_run.pk}/", [(b"cookie", session_cookie), (b"origin", origin)])
     accepted, _ = await comm.connect(timeout=RECEIVE_TIMEOUT)
     assert accepted
     assert (await receive(comm))["type"] == "status"
     await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"http://evil.example", b"https://testserver", b"http://testserver:8080", b"http://127.0.0.1:9999", b"null"],
+)
+async def test_a_wildcard_allowed_host_lets_no_other_origin_in(session_cookie, running_run, origin, settings):
+    # The scheme, host and port must all match an allowed origin, whatever ALLOWED_HOSTS says.
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.CRUCIBLE_ALLOWED_ORIGINS = ["http://testserver", "http://127.0.0.1:8000"]
+    headers = [(b"cookie", session_cookie), (b"origin", origin)]
+    assert await close_code(f"/ws/runs/{running_run.pk}/", headers) == 4403
 
 
 async def test_a_script_connects_with_its_token_and_no_origin(token_headers, running_run):
@@ -276,7 +306,9 @@ async def test_the_replay_is_exactly_the_stored_bytes_from_the_clients_offsets(u
     # Binary, NUL, invalid UTF-8, and longer than several frames and one replay read.
     out = rng.randbytes(1_300_000) + b"\x00\xff\xfe end"
     err = b"warning: \xe9t\xe9\n" * 3
-    run = await database_sync_to_async(make_run)(user, stdout=out, stderr=err, status="succeeded")
+    run = await database_sync_to_async(make_run)(
+        user, stdout=out, stderr=err, status="succeeded", stdout_limit_bytes=2 * len(out)
+    )
     query = f"?stdout={start['stdout']}&stderr={start['stderr']}"
     comm = communicator(f"/ws/runs/{run.pk}/{query}", token_headers)
     assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
@@ -290,6 +322,37 @@ async def test_the_replay_is_exactly_the_stored_bytes_from_the_clients_offsets(u
     while not await comm.receive_nothing(timeout=0.3):
         rest.append(await receive(comm))
     assert [m for m in rest if m["type"] == "output"] == []
+    await comm.disconnect()
+
+
+async def test_the_replay_interleaves_the_streams_in_the_order_they_were_stored(user, make_run, token_headers):
+    from evaluations.runs.logstore import RunLogWriter
+
+    def write_run():
+        from django.utils import timezone
+
+        run = make_run(user, status="failed", started_at=timezone.now())
+        writer = RunLogWriter(run)
+        writer.append("stdout", 0, b"one\n")
+        writer.append("stdout", 4, b"two\n")  # two rows of one stream in a row: one frame
+        writer.append("stderr", 0, b"Traceback\n")
+        writer.append("stdout", 8, b"three\n")
+        writer.close()
+        return run
+
+    run = await database_sync_to_async(write_run)()
+    comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+
+    frames, times = [], []
+    while len(frames) < 3:
+        message = await receive(comm)
+        if message["type"] == "output":
+            frames.append((message["stream"], message["offset"], base64.b64decode(message["data"])))
+            times.append(message["t"])  # seconds after the run started that it was stored
+
+    assert frames == [("stdout", 0, b"one\ntwo\n"), ("stderr", 0, b"Traceback\n"), ("stdout", 8, b"three\n")]
+    assert all(isinstance(t, float) and 0 <= t < 10 for t in times) and times == sorted(times)
     await comm.disconnect()
 
 
@@ -440,11 +503,11 @@ async def test_a_sample_stored_while_the_client_connects_arrives_once(token_head
     sample = {"t": 0.5, "cpu_seconds": 0.1, "cpu_percent": 20.0, "memory_bytes": 5_000_000, "processes": 1}
     real_read = logstore.metrics_read
 
-    def worker_samples_then_read(run):
+    def worker_samples_then_read(run, **kwargs):
         # The worker stores and publishes a sample exactly while this client is connecting.
         publisher.metrics(sample)
         time.sleep(0.2)  # the publisher's flush interval is 50 ms
-        return real_read(run)
+        return real_read(run, **kwargs)
 
     monkeypatch.setattr(consumers.logstore, "metrics_read", worker_samples_then_read)
     comm = communicator(f"/ws/runs/{running_run.pk}/", token_headers)
@@ -529,7 +592,9 @@ async def test_a_client_resuming_mid_stream_gets_only_the_rest_while_the_run_wri
     assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
     written = await writer
     streams = Reassembly(have)
-    await follow(comm, lambda s, _: s.has({s_: len(b) for s_, b in written.items()}), streams)
+    # The connect's status comes after the replay, which may have caught up with the whole write.
+    everything = {stream: len(data) for stream, data in written.items()}
+    await follow(comm, lambda s, others: s.has(everything) and any(m["type"] == "status" for m in others), streams)
     for stream in ("stdout", "stderr"):
         assert bytes(streams.data[stream]) == written[stream][have[stream] :]
     assert await comm.receive_nothing(timeout=0.5)
@@ -561,6 +626,21 @@ async def test_the_run_list_socket_gets_status_changes_of_the_users_own_runs_onl
     message = await receive(comm)
     assert message["id"] == mine.pk and message["status"] == "error" and message["reason"] == "sandbox_error"
     assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
+async def test_a_new_run_appears_queued_on_the_owners_open_run_list(user, browser_headers, no_worker):
+    from evaluations.runs import services
+
+    comm = communicator("/ws/runs/", browser_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+
+    run = await database_sync_to_async(services.submission_submit)(
+        owner=user, data=services.SubmissionInput.from_mapping({"code": "print(1)"})
+    )
+
+    message = await receive(comm)
+    assert (message["type"], message["id"], message["status"]) == ("status", run.pk, "queued")
     await comm.disconnect()
 
 
@@ -660,4 +740,99 @@ async def test_output_whose_live_messages_were_lost_comes_before_the_end(token_h
     others = await follow(comm, lambda s, o: bool(o), streams)
     assert bytes(streams.data["stdout"]) == b"lost on the way\n"
     assert [m["status"] for m in others] == ["error"]
+    await comm.disconnect()
+
+
+# -- batching live output per client ------------------------------------------------------------------
+
+
+def publish_each_chunk_alone(run, chunks: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """A worker whose every small line became a layer message of its own: store, then publish each
+    (in one hop, so they reach the consumer back to back, as a backlog does)."""
+    from evaluations.live import publisher
+    from evaluations.live.groups import run_group
+    from evaluations.live.protocol import output_event, output_message
+    from evaluations.runs.logstore import RunLogWriter
+
+    writer = RunLogWriter(run)
+    written = {"stdout": bytearray(), "stderr": bytearray()}
+    events = []
+    for stream, data in chunks:
+        writer.append(stream, len(written[stream]), data)
+        events.append((run_group(run.pk), output_event(output_message(stream, len(written[stream]), data))))
+        written[stream] += data
+    writer.close()
+    publisher.send(events)
+    return {s: bytes(b) for s, b in written.items()}
+
+
+async def test_a_burst_of_small_chunks_reaches_the_client_in_few_frames_byte_exact(token_headers, running_run):
+    from evaluations.live.consumers import OUTPUT_FRAME_INTERVAL
+    from evaluations.runs import lifecycle
+
+    comm = communicator(f"/ws/runs/{running_run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    assert (await receive(comm))["status"] == "running"
+    chunks = [("stderr" if i % 3 == 0 else "stdout", f"line {i}\n".encode()) for i in range(600)]
+
+    started = time.monotonic()
+    written = await in_thread(publish_each_chunk_alone, running_run, chunks)
+    await database_sync_to_async(lifecycle.run_fail)(run_id=running_run.pk, reason="sandbox_error", detail="x")
+    frames = {"stdout": 0, "stderr": 0}
+    streams = Reassembly()
+    while True:
+        message = await receive(comm)
+        if message["type"] != "output":
+            break
+        streams.add(message)
+        frames[message["stream"]] += 1
+    elapsed = time.monotonic() - started
+
+    # The terminal status comes after every byte, each exactly once, at the right offsets.
+    assert message["type"] == "status" and message["status"] == "error"
+    assert {s: bytes(b) for s, b in streams.data.items()} == written
+    # At most one frame per stream per interval (plus the first, sent at once), not one per chunk.
+    for stream, count in frames.items():
+        assert count <= elapsed / OUTPUT_FRAME_INTERVAL + 2, f"{count} {stream} frames in {elapsed:.3f} s"
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()
+
+
+async def test_a_chunk_after_a_quiet_spell_goes_at_once_and_the_next_ones_wait_together(
+    token_headers, running_run, monkeypatch
+):
+    from evaluations.live import consumers
+
+    monkeypatch.setattr(consumers, "OUTPUT_FRAME_INTERVAL", 1.5)
+    monkeypatch.setattr(consumers, "OUTPUT_HOLD_LIMIT", 2.0)
+    comm = communicator(f"/ws/runs/{running_run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    assert (await receive(comm))["status"] == "running"
+
+    sent = time.monotonic()
+    await in_thread(publish_each_chunk_alone, running_run, [("stdout", b"first\n")])
+    first = await receive(comm, timeout=1.0)  # not held for the interval
+    assert (first["offset"], base64.b64decode(first["data"])) == (0, b"first\n")
+    assert time.monotonic() - sent < 1.0
+
+    def two_more() -> None:
+        from evaluations.live import publisher
+        from evaluations.live.groups import run_group
+        from evaluations.live.protocol import output_event, output_message
+        from evaluations.runs.logstore import RunLogWriter
+
+        writer = RunLogWriter(running_run)
+        writer.append("stdout", 6, b"second\nthird\n")
+        writer.close()
+        publisher.send(
+            [
+                (run_group(running_run.pk), output_event(output_message("stdout", 6, b"second\n"))),
+                (run_group(running_run.pk), output_event(output_message("stdout", 13, b"third\n"))),
+            ]
+        )
+
+    await in_thread(two_more)
+    assert await comm.receive_nothing(timeout=1.0)  # within the interval of the first frame: held
+    together = await receive(comm, timeout=3.0)  # at the latest at the hold limit
+    assert (together["offset"], base64.b64decode(together["data"])) == (6, b"second\nthird\n")
     await comm.disconnect()

@@ -47,7 +47,7 @@ def test_the_task_is_sent_only_after_the_commit(user, sent, django_capture_on_co
         run = services.submission_create(owner=user, name="x", code="print(1)")
         assert sent == []  # still inside the transaction: nothing may reach the worker yet
 
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the task's send, then the queued status for open run lists
     assert sent == []
     callbacks[0]()
     assert sent == [run.pk]

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from evaluations.accounts import audit
 from evaluations.models import AuditEvent, Run, RunReason, RunStatus, WorkerHeartbeat
-from evaluations.runs import broker, lifecycle, logstore, reconciler, selectors
+from evaluations.runs import broker, execution, lifecycle, logstore, reconciler, selectors
 
 
 @pytest.fixture
@@ -99,6 +99,16 @@ def test_a_renewed_lease_keeps_a_run_running(user, make_run, queue) -> None:
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
 
 
+def test_right_after_a_database_outage_lapsed_leases_are_not_judged(user, make_run, queue) -> None:
+    # The command passes judge_leases=False for one lease after a failed pass (the PostgreSQL outage
+    # fault test shows the whole of it: the run ends succeeded).
+    run = make_run(user, status=RunStatus.RUNNING, started_at=long_ago(20), worker="w", lease_expires_at=long_ago(1))
+
+    assert reconciler.reconcile(judge_leases=False) == []
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    assert [d.run_id for d in reconciler.reconcile()] == [run.pk]
+
+
 def test_a_lease_renewal_by_another_worker_or_after_the_end_fails(user, make_run) -> None:
     run = make_run(user, status=RunStatus.RUNNING, started_at=long_ago(5), worker="w", lease_expires_at=long_ago(1))
     done = make_run(user, status=RunStatus.SUCCEEDED, worker="w")
@@ -115,6 +125,45 @@ def test_a_run_claimed_before_leases_existed_is_lost_only_well_past_its_wall_lim
 
     assert Run.objects.get(pk=old.pk).reason == RunReason.WORKER_LOST
     assert Run.objects.get(pk=recent.pk).status == RunStatus.RUNNING
+
+
+@pytest.fixture
+def owner_at_quota(make_user, make_run):
+    """A user whose concurrent-run quota (1) is taken by a running run: (owner, that run)."""
+    owner = make_user("held", quotas={"concurrent_runs": 1})
+    ends = timezone.now() + timedelta(seconds=30)
+    running = make_run(owner, status=RunStatus.RUNNING, started_at=long_ago(5), worker="w", lease_expires_at=ends)
+    return owner, running
+
+
+def end_committed(run: Run, capture) -> None:
+    with capture(execute=True):
+        fields = lifecycle.error_fields(reason=RunReason.SANDBOX_ERROR, detail="ended for the test")
+        assert lifecycle.run_end(run_id=run.pk, fields=fields)
+
+
+def test_when_a_run_ends_its_owners_waiting_run_gets_a_message_if_its_own_was_spent(
+    owner_at_quota, make_run, queue, django_capture_on_commit_callbacks
+) -> None:
+    owner, running = owner_at_quota
+    waiting = make_run(owner, sent_at=long_ago(3))
+    assert not execution.run_in_sandbox(waiting.pk)  # delivered while its owner was at the quota: skipped
+
+    end_committed(running, django_capture_on_commit_callbacks)
+
+    assert [broker.run_id_of(t) for t in queued_task_ids(queue)] == [waiting.pk]
+
+
+def test_when_a_run_ends_a_waiting_run_whose_message_waits_gets_no_second_one(
+    owner_at_quota, make_run, queue, django_capture_on_commit_callbacks
+) -> None:
+    owner, running = owner_at_quota
+    waiting = make_run(owner)
+    assert lifecycle.run_send(run_id=waiting.pk)
+
+    end_committed(running, django_capture_on_commit_callbacks)
+
+    assert [broker.run_id_of(t) for t in queued_task_ids(queue)] == [waiting.pk]
 
 
 def test_a_handed_over_result_is_stored_and_taken(user, make_run, queue) -> None:
@@ -170,7 +219,7 @@ def test_stale_and_stopped_workers_do_not_count_as_available(user, make_run) -> 
         hostname="reconciler@h", started=long_ago(), concurrency=0, kind=WorkerHeartbeat.Kind.RECONCILER
     )
 
-    assert selectors.run_waiting(run=run) == "no worker is available; the run starts when one is"
+    assert selectors.run_queue_state(run=run)[1] == "no worker is available; the run starts when one is"
 
 
 def test_a_running_run_waits_for_nothing(user, make_run) -> None:
@@ -194,3 +243,24 @@ def test_the_reconcile_command_passes_once_beats_and_forgets_expired_keys(user, 
     assert Run.objects.get(pk=lost.pk).reason == RunReason.WORKER_LOST
     assert list(IdempotentRequest.objects.values_list("pk", flat=True)) == [fresh.pk]
     assert WorkerHeartbeat.objects.get(kind=WorkerHeartbeat.Kind.RECONCILER).hostname.startswith("reconciler@")
+
+
+def test_a_skipped_delivery_whose_slot_freed_meanwhile_sends_the_run_a_message_again(
+    owner_at_quota, make_run, queue, monkeypatch
+) -> None:
+    owner, running = owner_at_quota
+    waiting = make_run(owner, sent_at=long_ago(3))
+    real_claim = lifecycle.run_claim_next
+
+    def claim_then_the_running_run_ends(**kwargs):
+        claimed = real_claim(**kwargs)  # None: its owner is at the quota
+        # ...and the running run ends before the skip is recorded; its freed slot found the waiting
+        # run's message still out, so it sent none.
+        Run.objects.filter(pk=running.pk).update(status=RunStatus.SUCCEEDED)
+        return claimed
+
+    monkeypatch.setattr(lifecycle, "run_claim_next", claim_then_the_running_run_ends)
+
+    assert not execution.run_in_sandbox(waiting.pk)
+
+    assert [broker.run_id_of(t) for t in queued_task_ids(queue)] == [waiting.pk]

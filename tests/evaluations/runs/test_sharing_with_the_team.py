@@ -204,8 +204,11 @@ def test_a_researcher_in_no_team_may_share_and_is_told_it_takes_effect_in_a_team
         f"/submissions/{run.submission_id}/share/", {"shared_with_team": "true"}, follow=True
     )
 
+    html = response.content.decode()
     assert shared(run)
-    assert "Shared with your team:" in response.content.decode()
+    assert "Shared with your team" not in html
+    assert "Not shared with anyone yet: you are in no team." in html
+    assert "no team yet: nobody else can read it" in html
 
 
 def test_teammates_in_another_team_still_cannot_see_it(owner, run, make_user) -> None:

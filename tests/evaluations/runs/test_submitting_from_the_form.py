@@ -50,6 +50,23 @@ def test_an_uploaded_file_creates_a_run_with_its_code(client) -> None:
     assert Run.objects.get().submission.code == source
 
 
+def test_standard_input_from_the_form_reaches_the_program_with_unix_line_endings(client) -> None:
+    # What a browser sends for a textarea in which the user typed "Ada⏎Lovelace⏎".
+    response = client.post("/submit/", {"code": "print(input())", "stdin": "Ada\r\nLovelace\r\n"})
+
+    assert response.status_code == 302
+    assert Run.objects.get().submission.stdin == "Ada\nLovelace\n"
+
+
+def test_standard_input_from_the_api_stays_byte_exact(api_client, no_worker) -> None:
+    response = api_client.post(
+        "/api/v1/submissions/", {"code": "print(input())", "stdin": "Ada\r\nLovelace\r"}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    assert Run.objects.get().submission.stdin == "Ada\r\nLovelace\r"
+
+
 def test_whitespace_in_the_code_box_does_not_stop_an_upload(client) -> None:
     response = client.post("/submit/", {"code": "\n  \n", "file": py_file(b"print(1)\n")})
 
@@ -167,3 +184,39 @@ def test_a_paste_over_the_request_limit_says_what_the_limit_is(client, counts) -
     assert response.status_code == 400
     assert str(settings.CRUCIBLE_MAX_CODE_BYTES) in response.content.decode() or "1 MiB" in response.content.decode()
     assert counts() == (0, 0)
+
+
+def test_an_error_summary_at_the_top_links_to_each_field_in_error(client) -> None:
+    response = client.post("/submit/", {"code": "print(1)", "name": "n" * 201, "wall_seconds": "nan"})
+
+    html = response.content.decode()
+    summary = html.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert "2 things to fix" in summary
+    assert '<a href="#id_wall_seconds">Wall-time limit (s): Enter a number.</a>' in summary
+    assert '<a href="#id_name">Name: Ensure this value has at most 200 characters' in summary
+    assert html.index('id="error-summary"') < html.index('id="id_name"')  # at the top of the form
+
+
+def test_a_refused_upload_asks_to_choose_the_file_again(client) -> None:
+    response = client.post("/submit/", {"file": py_file(b"print(1)\n"), "memory_mb": "0"})
+
+    assert response.status_code == 400
+    assert "Choose your file again" in response.content.decode()
+
+
+def test_an_uploaded_file_names_the_run_when_no_name_is_given(client) -> None:
+    client.post("/submit/", {"file": py_file(b"print(1)\n", name="train_model.py")})
+    client.post("/submit/", {"file": py_file(b"print(2)\n", name="other.py"), "name": "my name"})
+
+    assert sorted(Run.objects.values_list("submission__name", flat=True)) == ["my name", "train_model.py"]
+
+
+def test_the_number_fields_carry_the_users_own_range(client, user) -> None:
+    from evaluations.models import QuotaOverride
+
+    QuotaOverride.objects.filter(user=user).update(max_wall_seconds=7, max_memory_mb=96)
+
+    html = client.get("/submit/").content.decode()
+
+    assert re.search(r'<input[^>]*name="wall_seconds"[^>]*max="7"', html)
+    assert re.search(r'<input[^>]*name="memory_mb"[^>]*min="32"[^>]*max="96"|max="96"[^>]*min="32"', html)

@@ -49,6 +49,7 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type="application/octet-stream")
 
 
+@pytest.mark.django_db(transaction=True)  # the worker stores output on connections of its own
 def test_a_zip_project_runs_with_its_entry_point_argv_and_stdin(api_client, user) -> None:
     response = api_client.post(
         SUBMIT,

@@ -117,5 +117,5 @@ def test_a_run_that_ended_in_error_shows_the_reason_and_what_to_do(client, user,
     html = client.get(f"/runs/{run.pk}/").content.decode()
 
     assert 'data-status="error"' in html
-    assert '<span class="reason">worker_lost</span>' in html
+    assert '<span class="reason" data-reason="worker_lost">Worker lost</span>' in html
     assert "run it again" in html

@@ -1,0 +1,1 @@
+"""Operating Crucible: health checks, metrics and structured logs."""

@@ -1,0 +1,151 @@
+"""Pooled sandboxes: booted before their run, each used for exactly one run, then destroyed.
+
+A pooled sandbox is a warm launcher (sandbox/launcher.py) sent at once onto a bundle whose /code is
+still empty and whose PID 1 is sandbox/guest/crucible-init, waiting for one job on its stdin. A run
+writes its files into /code, sets its cgroup limits and sends the job; its wall clock starts then.
+docs/sandbox.md, "Pooled sandboxes", says what a run can and cannot tell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox import workdirs
+from sandbox.contract import LIMIT_SPECS, ExecRequest, Limits
+from sandbox.errors import EngineUnavailable
+from sandbox.guest_env import GUEST_MOUNT, guest_environment
+from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, python_command
+from sandbox.janitor import Janitor
+from sandbox.launcher import Launcher
+
+READY = b"crucible-init: ready\n"  # what sandbox/guest/crucible-init prints once it waits for its job
+INIT_COMMAND = ["/usr/bin/python3", "-S", "-I", "-B", f"{GUEST_MOUNT}/crucible-init"]
+# A sandbox not ready this long after its launch is broken: it is discarded, never given to a run.
+READY_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """What a sandbox is booted with and a run cannot change afterwards: its image and /tmp's size."""
+
+    image: str
+    tmp_bytes: int
+
+    @classmethod
+    def of(cls, request: ExecRequest) -> PoolKey:
+        return cls(request.image, request.limits.tmp_bytes)
+
+
+def rlimits(limits: Limits) -> list[tuple[str, int]]:
+    """The program's rlimits (RLIMIT_NPROC: gVisor counts the sandbox's tasks; docs/sandbox.md)."""
+    return [
+        ("RLIMIT_NPROC", limits.processes),
+        ("RLIMIT_FSIZE", limits.file_size_bytes),
+        ("RLIMIT_NOFILE", limits.open_files),
+        ("RLIMIT_CORE", 0),
+    ]
+
+
+# The pooled sandbox boots with the highest limits a run may have; its init lowers them to the run's.
+CEILING_RLIMITS = rlimits(
+    Limits(
+        processes=int(LIMIT_SPECS["processes"].maximum),
+        file_size_bytes=int(LIMIT_SPECS["file_size_bytes"].maximum),
+        open_files=int(LIMIT_SPECS["open_files"].maximum),
+        memory_bytes=int(LIMIT_SPECS["memory_bytes"].maximum),
+        tmp_bytes=int(LIMIT_SPECS["tmp_bytes"].minimum),
+    )
+)
+
+
+def job_for(request: ExecRequest) -> bytes:
+    """The job crucible-init reads: a 4-byte big-endian length, then JSON."""
+    job = json.dumps(
+        {
+            "argv": python_command(request),
+            "env": guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT),
+            "cwd": CODE_MOUNT,
+            "rlimits": rlimits(request.limits),
+        }
+    ).encode()
+    return len(job).to_bytes(4, "big") + job
+
+
+class PooledSandbox(Launcher):
+    """A booted sandbox waiting for its one job; `max_age` seconds after it was ready it is unusable."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        cgroup_parent: str,
+        runsc_flags: list[str],
+        janitor: Janitor | None,
+        *,
+        key: PoolKey,
+        spec: Any,
+        max_age: float,
+    ) -> None:
+        super().__init__(state_dir, cgroup_parent, runsc_flags, janitor)
+        self.key, self.max_age = key, max_age
+        launched = time.monotonic()
+        try:
+            # Owner only until a run's files are in it: write_code() then lets the program's group read.
+            code = self.workdir / "code"
+            code.mkdir(mode=0o700)
+            os.chown(code, -1, SANDBOX_UID)
+            (self.workdir / "state").mkdir(mode=0o700)
+            workdirs.write_private(self.workdir / "config.json", json.dumps(spec(code)).encode())
+            self.go(keep_stdin=True)
+            self._await_ready()
+        except BaseException:
+            self.discard()
+            raise
+        self.ready_at = time.monotonic()
+        self.boot_seconds = self.ready_at - launched
+
+    def usable(self) -> bool:
+        return super().usable() and time.monotonic() - self.ready_at < self.max_age
+
+    def start(self, request: ExecRequest) -> None:
+        """Send the job and then the run's stdin (from a thread: the program may never read it)."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        data = job_for(request) + request.stdin
+
+        def feed() -> None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except OSError:
+                pass  # the program ended (or closed stdin) before reading it all
+            finally:
+                try:
+                    stdin.close()
+                except OSError:
+                    pass
+
+        threading.Thread(target=feed, name=f"{self.run_id}-stdin", daemon=True).start()
+
+    def _await_ready(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        got = b""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while len(got) < len(READY):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise EngineUnavailable(f"a pooled sandbox was not ready after {READY_TIMEOUT_SECONDS:g} s")
+            chunk = os.read(fd, len(READY) - len(got))  # never past the ready line: the run's output follows
+            if not chunk:
+                err = self.proc.stderr.read().decode(errors="replace")[-500:] if self.proc.stderr else ""
+                raise EngineUnavailable(f"a pooled sandbox ended while booting: {err}")
+            got += chunk
+        if got != READY:
+            raise EngineUnavailable(f"a pooled sandbox said {got!r} instead of being ready")
