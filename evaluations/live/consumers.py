@@ -198,12 +198,12 @@ class RunConsumer(_AuthenticatedConsumer):
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        # The status is read before the output: a run that ended by then has all its output stored,
-        # so the replay sends it all before the terminal status, and no output ever follows it.
-        status = await database_sync_to_async(self._status_payload)()
         await self._replay_in_order()
         for stream in STREAMS:
             await self._replay(stream)
+        # The status is read after the replay, so a run that started meanwhile is never shown queued
+        # beside its output; if it ended, run_status sends the rest of the store before the end.
+        status = await database_sync_to_async(self._status_payload)()
         await self.run_status({"payload": status})
         samples = await database_sync_to_async(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
