@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,20 @@ def wait_for(predicate: Callable[[], object], what: str, seconds: float = 15.0) 
     while not predicate():
         assert time.monotonic() < deadline, f"waited {seconds} s for: {what}"
         time.sleep(0.02)
+
+
+def exited(pid: int) -> bool:
+    """Its exit is final: a child of this process can be waited for (a multi-threaded one shows
+    as a zombie before that), any other is a zombie or gone."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None  # not reaped
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def pooled_engine(new_engine: EngineFactory, **config: object) -> RunscEngine:
@@ -125,10 +140,12 @@ def test_a_run_with_another_tmp_size_does_not_take_the_pools_sandbox(new_engine:
 def test_a_broken_pooled_sandbox_is_discarded_and_never_given_to_a_run(new_engine: EngineFactory) -> None:
     engine = pooled_engine(new_engine)
     [ready] = engine.warm_run_ids()
-    for process in processes_mentioning(ready):  # its runsc, sentry and gofer die
-        os.kill(int(process.split(":")[0]), signal.SIGKILL)
-    # Dead before a run comes (one that dies the moment it is taken ends that run as killed).
-    wait_for(lambda: not processes_mentioning(ready), "the pooled sandbox's processes to die")
+    pids = [int(process.split(":")[0]) for process in processes_mentioning(ready)]
+    for pid in pids:  # its runsc, sentry and gofer die
+        os.kill(pid, signal.SIGKILL)
+    # Dead before a run comes (one that dies the moment it is taken ends that run as killed). A
+    # process still exiting has no cmdline already, so wait for the zombies, not for the names.
+    wait_for(lambda: all(exited(pid) for pid in pids), "the pooled sandbox's processes to die")
 
     result = run(engine, "print('fine')")
 
