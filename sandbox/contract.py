@@ -129,6 +129,9 @@ class ExecRequest:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     image: str = "python3"  # an image name (python3.11, ...) or "python3" for the default one
     limits: Limits = field(default_factory=Limits)
+    # The program may start in an interpreter that has imported common modules already (a pooled
+    # sandbox's, docs/sandbox.md): faster, but they count in its memory, and so in each fork's.
+    preload: bool = False
 
     def __post_init__(self) -> None:
         if not self.files:

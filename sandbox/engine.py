@@ -46,6 +46,9 @@ class EngineConfig:
     # The runsc engine keeps this many sandboxes booted per image and /tmp size, each for exactly one
     # run (sandbox/pool.py): a run then skips the boot. 0 turns pooling off.
     pool_size: int = 2
+    # Requests with `preload` take pooled sandboxes that imported common modules before their run and
+    # run the program in that interpreter (sandbox/guest/crucible-init). Off, they boot as others do.
+    pool_preload: bool = True
     # A pooled sandbox idle this long is replaced rather than given to a run.
     pool_max_age_seconds: float = 600.0
     # No more are booted while the engine's idle pooled sandboxes use this much memory (their cgroups').

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import workdirs
-from sandbox.contract import LIMIT_SPECS, ExecRequest, Limits
+from sandbox.contract import LIMIT_SPECS, ExecRequest, Limits, MiB
 from sandbox.errors import EngineUnavailable
 from sandbox.guest_env import GUEST_MOUNT, guest_environment
 from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, python_command
@@ -27,20 +27,31 @@ from sandbox.launcher import Launcher
 
 READY = b"crucible-init: ready\n"  # what sandbox/guest/crucible-init prints once it waits for its job
 INIT_COMMAND = ["/usr/bin/python3", "-S", "-I", "-B", f"{GUEST_MOUNT}/crucible-init"]
+# Booted so, in the programs' own environment, the init imports common modules before its run and
+# may run the program in its own interpreter (crucible-init; docs/sandbox.md).
+PRELOAD_INIT_COMMAND = ["/usr/bin/python3", "-u", f"{GUEST_MOUNT}/crucible-init", "--preload"]
+# Python reads these as it starts, so a run that sets one gets an interpreter of its own.
+STARTUP_VARIABLE_PREFIXES = ("PYTHON", "LC_")
+STARTUP_VARIABLES = frozenset({"LANG", "LANGUAGE", "TZ", "HOME", "TMPDIR", "PATH"})
+# The preloaded modules hold ~25 MiB of the run's memory: below this limit a program gets a fresh
+# interpreter, so a small limit leaves it the room it had.
+PRELOAD_MIN_MEMORY_BYTES = 128 * MiB
 # A sandbox not ready this long after its launch is broken: it is discarded, never given to a run.
 READY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class PoolKey:
-    """What a sandbox is booted with and a run cannot change afterwards: its image and /tmp's size."""
+    """What a sandbox is booted with and a run cannot change afterwards: its image, /tmp's size,
+    and whether its init has preloaded the common modules to run the program in (crucible-init)."""
 
     image: str
     tmp_bytes: int
+    preload: bool = False
 
     @classmethod
-    def of(cls, request: ExecRequest) -> PoolKey:
-        return cls(request.image, request.limits.tmp_bytes)
+    def of(cls, request: ExecRequest, *, preloading: bool = False) -> PoolKey:
+        return cls(request.image, request.limits.tmp_bytes, preloading and preloadable(request))
 
 
 def rlimits(limits: Limits) -> list[tuple[str, int]]:
@@ -65,7 +76,14 @@ CEILING_RLIMITS = rlimits(
 )
 
 
-def job_for(request: ExecRequest) -> bytes:
+def preloadable(request: ExecRequest) -> bool:
+    """Whether this request's program runs in a preloaded interpreter, given one (docs/sandbox.md)."""
+    if not request.preload or request.limits.memory_bytes < PRELOAD_MIN_MEMORY_BYTES:
+        return False
+    return not any(k.startswith(STARTUP_VARIABLE_PREFIXES) or k in STARTUP_VARIABLES for k in request.env)
+
+
+def job_for(request: ExecRequest, *, in_process: bool = False) -> bytes:
     """The job crucible-init reads: a 4-byte big-endian length, then JSON."""
     job = json.dumps(
         {
@@ -73,6 +91,7 @@ def job_for(request: ExecRequest) -> bytes:
             "env": guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT),
             "cwd": CODE_MOUNT,
             "rlimits": rlimits(request.limits),
+            "in_process": in_process,
         }
     ).encode()
     return len(job).to_bytes(4, "big") + job
@@ -117,7 +136,7 @@ class PooledSandbox(Launcher):
         """Send the job and then the run's stdin (from a thread: the program may never read it)."""
         stdin = self.proc.stdin
         assert stdin is not None
-        data = job_for(request) + request.stdin
+        data = job_for(request, in_process=self.key.preload) + request.stdin
 
         def feed() -> None:
             try:

@@ -34,7 +34,7 @@ from sandbox.gvisor import CODE_MOUNT, SANDBOX_UID, SENTRY_OVERHEAD_BYTES, pytho
 from sandbox.images import DEFAULT_IMAGE, Image, image_named
 from sandbox.janitor import Janitor, Spec
 from sandbox.launcher import RUN_PREFIX, Launcher, LauncherPool
-from sandbox.pool import CEILING_RLIMITS, INIT_COMMAND, PooledSandbox, PoolKey, rlimits
+from sandbox.pool import CEILING_RLIMITS, INIT_COMMAND, PRELOAD_INIT_COMMAND, PooledSandbox, PoolKey, rlimits
 from sandbox.process_count import GuestProcesses, control_socket
 from sandbox.pump import POLL_SECONDS, OutputPump
 from sandbox.verdict import decide, exec_result, with_teardown
@@ -119,7 +119,7 @@ class RunscEngine(ExecutionEngine):
     ) -> ExecResult:
         self.check_binary()
         image = image_named(self.config.images_dir, request.image)
-        pool = self._pool(PoolKey.of(request))
+        pool = self._pool(PoolKey.of(request, preloading=self.config.pool_preload))
         launcher = pool.take_warm() if pool is not None else None
         if launcher is None:
             launcher = self._launchers.take()
@@ -151,7 +151,7 @@ class RunscEngine(ExecutionEngine):
                 self._launchers.done()
 
     def prepare(self, request: ExecRequest) -> None:
-        pool = self._pool(PoolKey.of(request))
+        pool = self._pool(PoolKey.of(request, preloading=self.config.pool_preload))
         if pool is not None:
             pool.prefill(self.config.pool_size)
 
@@ -457,11 +457,15 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
 
 def pooled_oci_spec(key: PoolKey, rootfs: Path, code_dir: Path) -> dict[str, Any]:
     """A pooled sandbox's bundle: the run's spec, but PID 1 is crucible-init with the highest limits
-    and no environment of a run's; it applies the run's own when the job comes (sandbox/pool.py)."""
+    and no environment of a run's (preloading, the fixed part every program's has); it applies the
+    run's own when the job comes (sandbox/pool.py)."""
     limits = Limits(memory_bytes=int(LIMIT_SPECS["memory_bytes"].maximum), tmp_bytes=key.tmp_bytes)
     spec = oci_spec(ExecRequest(files={"main.py": b""}, image=key.image, limits=limits), rootfs, code_dir)
-    spec["process"]["args"] = INIT_COMMAND
-    spec["process"]["env"] = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+    if key.preload:
+        spec["process"]["args"] = PRELOAD_INIT_COMMAND  # the environment stays oci_spec's fixed one
+    else:
+        spec["process"]["args"] = INIT_COMMAND
+        spec["process"]["env"] = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
     spec["process"]["rlimits"] = _oci_rlimits(CEILING_RLIMITS)
     return spec
 
