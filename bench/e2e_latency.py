@@ -187,9 +187,9 @@ class CrucibleClient:
                     raise BenchError(f"the run ended {message['status']} before any output")
 
 
-def sample_engine(engine: RunscEngine) -> float:
+def sample_engine(engine: RunscEngine, *, preload: bool = False) -> float:
     start = time.perf_counter()
-    result = engine.execute(ExecRequest(files={"main.py": CODE.encode()}))
+    result = engine.execute(ExecRequest(files={"main.py": CODE.encode()}, preload=preload))
     took = time.perf_counter() - start
     if result.status is not Status.SUCCEEDED or result.stdout.data != EXPECTED:
         raise BenchError(f"engine: {result.status}/{result.reason}: {result.detail}")
@@ -230,7 +230,8 @@ def main() -> int:
         unpooled = get_engine("runsc", EngineConfig(**{**config.__dict__, "pool_size": 0}))
         assert isinstance(pooled, RunscEngine) and isinstance(unpooled, RunscEngine)
         engines = [pooled, unpooled]
-        pooled.prepare(ExecRequest(files={"main.py": CODE.encode()}))
+        for preload in (False, True):
+            pooled.prepare(ExecRequest(files={"main.py": CODE.encode()}, preload=preload))
         raw = RawRunsc(engine, work / "raw", CODE, EXPECTED)
         info = machine_info(engine.runtime_version(), engine.platform())
         print(
@@ -248,11 +249,13 @@ def main() -> int:
             )
             client = CrucibleClient(stack, token, args.poll_ms / 1000)
             failures: list[dict[str, str]] = []
-            names = ["python3", "runsc", "runsc_run_only", "engine_pooled", "engine_unpooled", "crucible"]
+            names = ["python3", "runsc", "runsc_run_only", "engine_preloaded", "engine_pooled", "engine_unpooled"]
+            names.append("crucible")
             samples: dict[str, list[float]] = {k: [] for k in [*names, "first_byte"]}
             for i in range(args.warmup + args.samples):
                 a = attempt("python3", sample_python, failures)
                 b, b_run = attempt("runsc", raw.sample, failures)
+                e_pre = attempt("engine, preloaded", lambda: sample_engine(pooled, preload=True), failures)
                 e_pooled = attempt("engine, pool on", lambda: sample_engine(pooled), failures)
                 e_unpooled = attempt("engine, pool off", lambda: sample_engine(unpooled), failures)
                 c = attempt("crucible", client.sample, failures)
@@ -260,7 +263,8 @@ def main() -> int:
                 if i < args.warmup:
                     client.server.pop()
                     continue
-                for name, value in zip([*names, "first_byte"], [a, b, b_run, e_pooled, e_unpooled, c, d], strict=True):
+                values = [a, b, b_run, e_pre, e_pooled, e_unpooled, c, d]
+                for name, value in zip([*names, "first_byte"], values, strict=True):
                     samples[name].append(value)
                 done = i - args.warmup + 1
                 if done % 10 == 0 or done == args.samples:
@@ -291,7 +295,8 @@ def main() -> int:
         ("(a) python3 -c 'print(1)'", stats["python3"]),
         ("(b) runsc run + delete  [baseline]", stats["runsc"]),
         ("    runsc run only", stats["runsc_run_only"]),
-        ("(b') engine execute(), pool on", stats["engine_pooled"]),
+        ("(b') engine execute(), pool on, preloaded", stats["engine_preloaded"]),
+        ("     engine execute(), pool on", stats["engine_pooled"]),
         ("     engine execute(), pool off", stats["engine_unpooled"]),
         ("(c) Crucible REST, submit → terminal", stats["crucible"]),
         ("    client: POST → 201", server["post_seconds"]),

@@ -85,6 +85,7 @@ CODE = "print(1)\n"
 EXPECTED = b"1\n"
 TARGET_LATENCY_RATIO = 1.1
 TARGET_THROUGHPUT_RATIO = 0.9
+TARGET_IMPORT_RATIO = 2.5  # the engine's wall time over the image's own python3 in a chroot (issue 15)
 SLICES = 4  # each throughput measurement is made of this many interleaved windows
 IDLE_CODE = "import time\nprint('up', flush=True)\ntime.sleep(30)\n"
 
@@ -93,6 +94,7 @@ _IMPORTS = (
     "sqlite3, unittest, argparse, csv, logging, urllib.request, zipfile, tarfile, statistics, "
     "fractions, dataclasses, typing, pathlib, subprocess"
 )
+FRESH = "runsc engine, fresh interpreter"  # preload off: the program imports everything itself
 STDLIB_SCRIPT = (
     f"import time\nt0 = time.perf_counter()\nimport {_IMPORTS}\nprint(f'{{time.perf_counter() - t0:.6f}}')\n"
 )
@@ -134,9 +136,14 @@ def sample_python() -> float:
 
 
 def engine_sample(
-    engine: ExecutionEngine, code: str = CODE, expected: bytes | None = EXPECTED, limits: Limits | None = None
+    engine: ExecutionEngine,
+    code: str = CODE,
+    expected: bytes | None = EXPECTED,
+    limits: Limits | None = None,
+    *,
+    preload: bool = True,
 ) -> ExecResult:
-    request = ExecRequest(files={"main.py": code.encode()}, limits=limits or Limits())
+    request = ExecRequest(files={"main.py": code.encode()}, limits=limits or Limits(), preload=preload)
     result = engine.execute(request)
     if result.status is not Status.SUCCEEDED or (expected is not None and result.stdout.data != expected):
         raise BenchError(
@@ -365,12 +372,13 @@ def idle_memory(engine: ExecutionEngine, cgroup_parent: str, n: int, timeout: fl
                 print(f"  note: an idle {engine.name} sandbox ended {r.status}/{r.reason}: {r.detail}", file=sys.stderr)
 
 
-def pooled_memory(config: EngineConfig, n: int, timeout: float = 60.0) -> dict[str, Any]:
+def pooled_memory(config: EngineConfig, n: int, timeout: float = 60.0, *, preload: bool = False) -> dict[str, Any]:
     """Boot n pooled sandboxes (an engine with pool_size=n, no run) and measure each one's processes."""
-    engine = get_engine("runsc", dataclasses.replace(config, pool_size=n, warm_launchers=False))
+    roomy = dataclasses.replace(config, pool_size=n, warm_launchers=False, pool_memory_bytes=64 * n * MiB)
+    engine = get_engine("runsc", roomy)
     assert isinstance(engine, RunscEngine)
     try:
-        engine.prepare(ExecRequest(files={"main.py": CODE.encode()}))
+        engine.prepare(ExecRequest(files={"main.py": CODE.encode()}, preload=preload))
         for pool in engine._pools.values():
             pool.prefill(n)
         deadline = time.monotonic() + timeout
@@ -416,8 +424,8 @@ def native_output(code: str, argv0: list[str] | None) -> bytes:
     return host_python(code, argv0)[1]
 
 
-def engine_output(engine: ExecutionEngine, code: str) -> bytes:
-    return engine_sample(engine, code, None).stdout.data
+def engine_output(engine: ExecutionEngine, code: str, *, preload: bool = True) -> bytes:
+    return engine_sample(engine, code, None, preload=preload).stdout.data
 
 
 def import_sample(run: Callable[[], bytes]) -> tuple[float, float]:
@@ -854,8 +862,10 @@ def main() -> int:
         cold = get_engine("runsc", dataclasses.replace(config, pool_size=0, warm_launchers=False))
         stack.callback(cold.sweep)
         stack.callback(unpooled.close)
-        engine.prepare(ExecRequest(files={"main.py": CODE.encode()}))
-        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown", "engine_unpooled"]
+        for preload in (False, True):
+            engine.prepare(ExecRequest(files={"main.py": CODE.encode()}, preload=preload))
+        names = ["python3", "runsc", "runsc_run_only", "engine", "engine_boot", "engine_teardown", "engine_fresh"]
+        names.append("engine_unpooled")
         names.append("engine_cold")
         if docker:
             names.append("docker")
@@ -888,6 +898,11 @@ def main() -> int:
             cpu["engine"].append(own1 - own0 + kids1 - kids0)
             cpu["engine, this process"].append(own1 - own0)
 
+        def measure_fresh() -> None:
+            t = time.perf_counter()
+            attempt("runsc engine, fresh", lambda: engine_sample(engine, preload=False), failures, retry_on=RETRY_ON)
+            lat["engine_fresh"].append(time.perf_counter() - t)
+
         def measure_unpooled() -> None:
             t = time.perf_counter()
             attempt("runsc engine, pool off", lambda: engine_sample(unpooled), failures, retry_on=RETRY_ON)
@@ -904,7 +919,7 @@ def main() -> int:
             attempt("docker engine", lambda: engine_sample(docker), failures, retry_on=RETRY_ON)
             lat["docker"].append(time.perf_counter() - t)
 
-        measures = [measure_python3, measure_raw, measure_engine, measure_unpooled, measure_cold]
+        measures = [measure_python3, measure_raw, measure_engine, measure_fresh, measure_unpooled, measure_cold]
         measures += [measure_docker] if docker else []
         with phase(f"1. latency: {args.warmup} warm-up + {args.samples} rounds, each in a shuffled order"):
             for i in range(args.warmup + args.samples):
@@ -942,6 +957,7 @@ def main() -> int:
         with phase(f"3. memory: {args.idle} idle sandboxes per engine"):
             memory["runsc engine"] = idle_memory(engine, cgroup_parent, args.idle)
             memory["pooled sandbox, waiting for a run"] = pooled_memory(config, args.idle)
+            memory["preloaded pooled sandbox, waiting"] = pooled_memory(config, args.idle, preload=True)
             if docker:
                 memory["docker engine"] = idle_memory(docker, f"{cgroup_parent}-docker", args.idle)
 
@@ -949,8 +965,8 @@ def main() -> int:
         rootfs = load_image(args.images_dir, default_recipes(host_suite())[DEFAULT_IMAGE]).rootfs
         chroot = [shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs), "/usr/bin/python3"]
         imp: dict[str, dict[str, list[tuple[float, float]]]] = {
-            "stdlib": {"host python3": [], "image python3 (chroot)": [], "runsc engine": []},
-            "stdlib + numpy": {"image python3 (chroot)": [], "runsc engine": []},
+            "stdlib": {"host python3": [], "image python3 (chroot)": [], "runsc engine": [], FRESH: []},
+            "stdlib + numpy": {"image python3 (chroot)": [], "runsc engine": [], FRESH: []},
         }
         with phase(f"4. import-heavy script: {args.import_samples} samples of each"):
             for i in range(args.import_samples + 1):
@@ -958,6 +974,7 @@ def main() -> int:
                     runs: dict[str, Callable[[], bytes]] = {
                         "image python3 (chroot)": functools.partial(native_output, script, chroot),
                         "runsc engine": functools.partial(engine_output, engine, script),
+                        FRESH: functools.partial(engine_output, engine, script, preload=False),
                     }
                     if label == "stdlib":
                         runs["host python3"] = functools.partial(native_output, script, None)
@@ -1013,15 +1030,16 @@ def main() -> int:
         ("(a) python3 -c 'print(1)'", latency["python3"]),
         ("(b) raw runsc run + delete", latency["runsc"]),
         ("    raw runsc run only  [baseline]", latency["runsc_run_only"]),
-        ("(c) runsc engine execute(), pool on", latency["engine"]),
+        ("(c) runsc engine execute(), pool on, preloaded", latency["engine"]),
         ("    its timings.boot_seconds", latency["engine_boot"]),
         ("    its timings.teardown_seconds", latency["engine_teardown"]),
+        ("    the same, pool on, fresh interpreter", latency["engine_fresh"]),
         ("    the same, pool off (warm launchers)", latency["engine_unpooled"]),
         ("    the same, pool off, launchers cold", latency["engine_cold"]),
     ]
     if docker:
         rows.append(("(d) docker engine execute()", latency["docker"]))
-    width = 44
+    width = 48
     print()
     print(f"1. start → exit of print(1){'':{width - 27}}  {'min':>9} {'median':>9} {'p95':>9}   (ms, n={args.samples})")
     for label, s in rows:
@@ -1082,6 +1100,13 @@ def main() -> int:
             print(f"{name:{width}}  {v['wall']['median_ms']:9.1f}  {v['imports_inside_ms_median']:9.1f}     {ratio}")
     print("    (stdlib + numpy rows are relative to the image's python3 in a chroot: the host's has no numpy)")
     import_ratio = imports["stdlib"]["runsc engine"]["wall"]["median_ms"] / host_wall
+    vs_chroot = {
+        label: round(by["runsc engine"]["wall"]["median_ms"] / by["image python3 (chroot)"]["wall"]["median_ms"], 2)
+        for label, by in imports.items()
+    }
+    verdict = "PASS" if max(vs_chroot.values()) <= TARGET_IMPORT_RATIO else "FAIL"
+    print(f"engine/image python3 in a chroot (wall): stdlib {vs_chroot['stdlib']:.2f}, stdlib + numpy "
+          f"{vs_chroot['stdlib + numpy']:.2f}   target <= {TARGET_IMPORT_RATIO:g}: {verdict}")  # fmt: skip
 
     if profile:
         print()
@@ -1124,6 +1149,7 @@ def main() -> int:
             "numpy_script": NUMPY_SCRIPT,
             "results": imports,
             "engine_over_host_wall_median": round(import_ratio, 2),
+            "engine_over_image_python3_chroot_wall_median": vs_chroot,
         },  # fmt: skip
         "targets": {
             "latency": {
