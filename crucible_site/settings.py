@@ -346,6 +346,8 @@ if PRODUCTION and CRUCIBLE_SANDBOX_ENGINE == "subprocess":
 CRUCIBLE_RUNSC_PATH = env_str("CRUCIBLE_RUNSC_PATH", "runsc")
 # Sandboxes each worker process keeps booted for its next runs (runsc engine; 0: every run boots).
 CRUCIBLE_SANDBOX_POOL_SIZE = env_int("CRUCIBLE_SANDBOX_POOL_SIZE", 2)
+# Pooled sandboxes import common modules ahead of their run (docs/sandbox.md, "Pooled sandboxes").
+CRUCIBLE_SANDBOX_POOL_PRELOAD = env_bool("CRUCIBLE_SANDBOX_POOL_PRELOAD", True)
 # For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.docker.daemon starts one).
 CRUCIBLE_DOCKER_URL = env_str("CRUCIBLE_DOCKER_URL", "unix:///var/run/docker.sock")
 CRUCIBLE_IMAGES_DIR = Path(env_str("CRUCIBLE_IMAGES_DIR", str(VAR_DIR / "images")))

@@ -101,6 +101,13 @@ class SubmissionCreateInput(serializers.Serializer):
     entrypoint = StrictCharField(required=False, allow_blank=True, max_length=255)
     stdin = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     argv = ArgvField(required=False)
+    preload = StrictBooleanField(
+        required=False,
+        help_text=(
+            "false: the program starts in a fresh python3; true (the default): it may start in one that "
+            "has imported common modules already, which is faster (docs/sandbox.md lists them)"
+        ),
+    )
     callback_url = StrictCharField(
         required=False,
         allow_blank=True,
@@ -219,6 +226,7 @@ def run_output(run: Run, request) -> dict:
             "entrypoint": run.submission.entrypoint,
             "archive_name": run.submission.archive_name,
             "argv": run.submission.argv,
+            "preload": run.submission.preload,
             "stdin_bytes": len(run.submission.stdin.encode("utf-8")),
         }
     )
@@ -277,6 +285,7 @@ class SubmissionOfRunOutput(SubmissionSummaryOutput):
     entrypoint = serializers.CharField(help_text="the file run in a project archive")
     archive_name = serializers.CharField(help_text="the uploaded archive's name; empty for code sent as text")
     argv = serializers.ListField(child=serializers.CharField())
+    preload = serializers.BooleanField(help_text="false: each run starts a fresh python3 (docs/sandbox.md)")
     stdin_bytes = serializers.IntegerField()
 
 

@@ -8,6 +8,7 @@ import threading
 from django.conf import settings
 
 import sandbox
+from evaluations.models import Submission
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +19,11 @@ def run_tmp_bytes(memory_bytes: int) -> int:
 
 
 def prepare_engine() -> None:
-    """Have the engine ready for a run with the site's default limits (a pooled sandbox booting)."""
+    """Have the engine ready for a run with the site's defaults (a pooled sandbox booting)."""
     memory = settings.CRUCIBLE_DEFAULT_MEMORY_MB * sandbox.MiB
     limits = sandbox.Limits(memory_bytes=memory, tmp_bytes=run_tmp_bytes(memory))
-    engine_from_settings().prepare(sandbox.ExecRequest(files={"main.py": b""}, limits=limits))
+    default = Submission._meta.get_field("preload").default
+    engine_from_settings().prepare(sandbox.ExecRequest(files={"main.py": b""}, limits=limits, preload=default))
 
 
 def engine_from_settings() -> sandbox.ExecutionEngine:
@@ -30,6 +32,7 @@ def engine_from_settings() -> sandbox.ExecutionEngine:
         state_dir=settings.CRUCIBLE_SANDBOX_STATE_DIR,
         runsc_path=settings.CRUCIBLE_RUNSC_PATH,
         pool_size=settings.CRUCIBLE_SANDBOX_POOL_SIZE,
+        pool_preload=settings.CRUCIBLE_SANDBOX_POOL_PRELOAD,
         docker_url=settings.CRUCIBLE_DOCKER_URL,
     )
     return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)

@@ -57,7 +57,9 @@ def exec_request_for(run: Run) -> sandbox.ExecRequest:
             stdin = files[batch_input.stdin_file]  # checked at submission; a KeyError ends it as our error
         elif batch_input.stdin is not None:
             stdin = batch_input.stdin.encode("utf-8")
-    return sandbox.ExecRequest(files=files, entrypoint=sub.entrypoint, argv=tuple(argv), stdin=stdin, limits=limits)
+    return sandbox.ExecRequest(
+        files=files, entrypoint=sub.entrypoint, argv=tuple(argv), stdin=stdin, limits=limits, preload=sub.preload
+    )
 
 
 class _Watch:

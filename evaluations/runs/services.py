@@ -48,6 +48,7 @@ class SubmissionInput:
     argv: list[str] | None = None
     wall_seconds: float | None = None
     memory_mb: int | None = None
+    preload: bool = True  # the program may start with common modules imported (docs/sandbox.md)
     wait: bool = False  # over the concurrent-run quota: wait in the owner's queue rather than be refused
     callback_url: str = ""  # told when each of its runs ends (evaluations/webhooks/)
 
@@ -71,6 +72,7 @@ def submission_submit(*, owner, data: SubmissionInput, ip: str | None = None) ->
         argv=data.argv,
         wall_seconds=data.wall_seconds,
         memory_mb=data.memory_mb,
+        preload=data.preload,
         wait=data.wait,
         callback_url=data.callback_url,
         ip=ip,
@@ -89,6 +91,7 @@ def submission_create(
     argv: list[str] | None = None,
     wall_seconds: float | None = None,
     memory_mb: int | None = None,
+    preload: bool = True,
     wait: bool = False,
     callback_url: str = "",
     ip: str | None = None,
@@ -126,6 +129,7 @@ def submission_create(
             entrypoint=entry,
             stdin=stdin,
             argv=argv,
+            preload=preload,
             callback_url=callback_url,
         )
         run = _run_create(submission=submission, limits=limits)

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue", action="store_true", help="at your concurrent-run quota, wait in your queue instead of exit 5"
     )
     p.add_argument("--callback", metavar="URL", help="the server POSTs the run here, signed, when it ends")
+    p.add_argument(
+        "--fresh-interpreter", action="store_true", help="start a fresh python3, without common modules imported"
+    )
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("follow", parents=[json_flag], help="stream a run's output live; exit with its code")
@@ -155,6 +158,7 @@ def cmd_run(args: argparse.Namespace, display: Display) -> int:
             name=args.name,
             wait=args.queue,
             callback_url=args.callback,
+            preload=not args.fresh_interpreter,
         )
         return _started(client, display, run, args)
 

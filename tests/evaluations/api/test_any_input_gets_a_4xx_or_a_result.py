@@ -29,8 +29,9 @@ LIKELY = {
     "argv": st.lists(st.text(max_size=5) | json_text, max_size=3) | json_text,
     "wall_seconds": st.sampled_from([1, 2.5, 0.01, 1e300]) | st.floats(allow_nan=False, allow_infinity=False),
     "memory_mb": st.sampled_from([64, 128, 0, 2**64]) | st.integers(min_value=-(2**70), max_value=2**70),
+    "preload": st.booleans() | json_text,
 }
-FORM_FIELDS = ["name", "code", "entrypoint", "stdin", "argv", "wall_seconds", "memory_mb"]
+FORM_FIELDS = ["name", "code", "entrypoint", "stdin", "argv", "wall_seconds", "memory_mb", "preload"]
 
 
 def as_json(body) -> str:

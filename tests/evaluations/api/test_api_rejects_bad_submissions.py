@@ -200,8 +200,8 @@ def test_every_unknown_field_is_named(api_client) -> None:
     assert response.status_code == 400
     assert set(response.json()) == {"owner", "status"}
     assert (
-        "allowed fields are argv, callback_url, code, entrypoint, file, memory_mb, name, stdin, wait, wall_seconds"
-        in response.json()["owner"][0]
+        "allowed fields are argv, callback_url, code, entrypoint, file, memory_mb, name, preload, stdin, wait, "
+        "wall_seconds" in response.json()["owner"][0]
     )
 
 

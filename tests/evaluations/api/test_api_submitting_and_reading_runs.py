@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from evaluations.models import Run, RunStatus
+from evaluations.runs.execution import exec_request_for
 
 SUBMIT = "/api/v1/submissions/"
 MiB = 1024 * 1024
@@ -45,6 +46,21 @@ def test_limits_left_out_get_the_site_defaults(api_client) -> None:
         "wall_seconds": settings.CRUCIBLE_DEFAULT_WALL_SECONDS,
         "memory_mb": settings.CRUCIBLE_DEFAULT_MEMORY_MB,
     }
+
+
+def test_a_program_starts_preloaded_unless_the_submission_asks_for_a_fresh_interpreter(api_client, user) -> None:
+    default = api_client.post(SUBMIT, {"code": "print(1)"}, format="json").json()
+    fresh = api_client.post(SUBMIT, {"code": "print(1)", "preload": False}, format="json").json()
+    form = api_client.post(SUBMIT, {"code": "print(1)", "preload": "false"}, format="multipart").json()
+
+    assert [body["submission"]["preload"] for body in (default, fresh, form)] == [True, False, False]
+    runs = [Run.objects.get(pk=body["id"]) for body in (default, fresh, form)]
+    assert [exec_request_for(run).preload for run in runs] == [True, False, False]
+    browser = Client()
+    browser.force_login(user)
+    browser.post("/submit/", {"code": "print(2)", "fresh_interpreter": "on"})
+    browser.post("/submit/", {"code": "print(3)"})
+    assert [r.submission.preload for r in Run.objects.order_by("-pk")[:2]] == [True, False]
 
 
 def test_a_submission_without_a_name_is_called_untitled(api_client) -> None:
