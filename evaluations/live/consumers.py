@@ -8,12 +8,13 @@ import base64
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, WebsocketConsumer
 from django.http import Http404
+from django.utils import timezone
 
 from evaluations.api.throttling import user_action_wait
 from evaluations.live import protocol
@@ -27,7 +28,7 @@ from evaluations.live.protocol import (
     STREAMS,
     parse_offsets,
 )
-from evaluations.live.selectors import run_list_groups, websocket_user
+from evaluations.live.selectors import run_list_groups, run_list_recent_statuses, websocket_user
 from evaluations.models import TERMINAL_STATUSES, RunStatus
 from evaluations.monitoring.logging import log_bind, log_context, request_id_from, username_of
 from evaluations.monitoring.metrics import DROPPED_IN_DELIVERY, websocket_messages_dropped
@@ -48,6 +49,9 @@ OUTPUT_HOLD_LIMIT = 1.5 * OUTPUT_FRAME_INTERVAL
 # again this often, and a run's socket catches up from the store on what it may have missed.
 REJOIN_SECONDS = 5.0
 _STATUS_RANK = {"queued": 0, "running": 1}  # terminal statuses rank 2
+# How far back a run list's catch-up looks beyond its last pass (clock differences between hosts).
+LIST_CLOCK_MARGIN_SECONDS = 30.0
+LIST_SENT_KEPT = 10_000
 
 
 # Chunks of one stream stored within this of each other are replayed as one frame (one time for all).
@@ -412,10 +416,31 @@ class RunListConsumer(_AuthenticatedConsumer):
             return
         await self._follow(user)
         await self.accept()
+        # Live messages can be lost (a Redis restart, a backlog past the layer's expiry): every
+        # REJOIN_SECONDS the socket sends the statuses it has not sent of recently changed runs.
+        self.list_sent: dict[int, str] = {}
+        self.list_since = timezone.now() - timedelta(seconds=LIST_CLOCK_MARGIN_SECONDS)
         self._keep_membership()
 
     def _groups(self) -> list[str]:
         return [*super()._groups(), *self.list_groups]
+
+    async def run_status(self, event) -> None:
+        payload = event["payload"]
+        self.list_sent[payload["id"]] = payload["status"]
+        await self.send_json(payload)
+
+    async def _catch_up(self) -> None:
+        user = self.scope["user"]
+        checked = timezone.now()
+        statuses = await database_sync_to_async(run_list_recent_statuses)(user=user, since=self.list_since)
+        # Workers on other hosts stamp finished_at by their clocks: look back a little further.
+        self.list_since = checked - timedelta(seconds=LIST_CLOCK_MARGIN_SECONDS)
+        if len(self.list_sent) > LIST_SENT_KEPT:
+            self.list_sent.clear()  # at worst, a later pass sends a status again, which pages ignore
+        for payload in reversed(statuses):  # oldest first, as they happened
+            if self.list_sent.get(payload["id"]) != payload["status"]:
+                await self.run_status({"payload": payload})
 
     async def disconnect(self, code) -> None:
         await self._stop_keeping_membership()

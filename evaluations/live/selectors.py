@@ -3,15 +3,20 @@ open websocket acts for now."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import import_module
 from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.db.models import Q
+from django.utils import timezone
 
 from evaluations.accounts.roles import role_of, team_id_of
+from evaluations.live import protocol
 from evaluations.live.groups import ALL_RUNS_GROUP, team_group, user_group
-from evaluations.models import ApiToken, Profile, Role, Run
+from evaluations.models import ApiToken, Profile, Role, Run, RunStatus
+from evaluations.runs.selectors import run_list_visible_summaries
 
 
 def run_list_groups(*, user) -> list[str]:
@@ -24,6 +29,22 @@ def run_list_groups(*, user) -> list[str]:
         return [ALL_RUNS_GROUP]
     team = team_id_of(user)
     return [user_group(user.pk)] + ([team_group(team)] if team is not None else [])
+
+
+# A run list's catch-up sends at most this many statuses a pass (the page fetches itself beyond).
+LIST_CATCH_UP_LIMIT = 200
+
+
+def run_list_recent_statuses(*, user, since: datetime) -> list[dict]:
+    """Status messages (with `id`) of the runs `user` sees that are queued or running, or ended
+    since `since`, newest first: what a run list may have missed of the live messages. Each is one
+    indexed query (status; the partial index on finished_at); `queue_position` is left null."""
+    recent = Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]) | Q(
+        finished_at__gte=since, output_expired_at__isnull=True
+    )
+    runs = run_list_visible_summaries(user=user).filter(recent).order_by("-pk")[:LIST_CATCH_UP_LIMIT]
+    now = timezone.now().isoformat()
+    return [{"id": run.pk, **protocol.status_message(run, queue_position=None, server_time=now)} for run in runs]
 
 
 def websocket_user(*, user_id: int, token_id: int | None, session_key: str | None):

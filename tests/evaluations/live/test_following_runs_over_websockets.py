@@ -644,6 +644,37 @@ async def test_a_new_run_appears_queued_on_the_owners_open_run_list(user, browse
     await comm.disconnect()
 
 
+async def test_a_run_list_gets_the_end_of_a_run_whose_live_message_was_lost(
+    user, make_run, browser_headers, monkeypatch
+):
+    from django.utils import timezone
+
+    from evaluations.live import consumers
+    from evaluations.models import Run
+
+    monkeypatch.setattr(consumers, "REJOIN_SECONDS", 0.2)
+    run = await database_sync_to_async(make_run)(user, status="running", started_at=timezone.now())
+    comm = communicator("/ws/runs/", browser_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    first = await receive(comm)  # the first pass: what the socket has not sent yet
+    assert (first["id"], first["status"]) == (run.pk, "running")
+
+    # Ended with no live message at all, as when Redis loses it.
+    await database_sync_to_async(Run.objects.filter(pk=run.pk).update)(
+        status="succeeded", exit_code=0, finished_at=timezone.now()
+    )
+
+    message = await receive(comm)
+    assert (message["type"], message["id"], message["status"], message["exit_code"]) == (
+        "status",
+        run.pk,
+        "succeeded",
+        0,
+    )
+    assert await comm.receive_nothing(timeout=0.6)  # said once
+    await comm.disconnect()
+
+
 async def test_the_run_list_socket_needs_authentication(browser_headers):
     assert await close_code("/ws/runs/", [(b"origin", ORIGIN)]) == 4401
     assert await close_code("/ws/runs/", [(b"authorization", b"Token nope")]) == 4401
