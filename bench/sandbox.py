@@ -685,8 +685,10 @@ def no_events_query() -> Iterator[None]:
 def profile_engine(
     engine: RunscEngine, raws: list[RawRunsc], rounds: int, tput_seconds: float, failures: list[dict[str, str]]
 ) -> dict[str, Any]:
-    """Per-phase times of the engine, plus what-ifs measured round-robin with raw runsc."""
+    """Per-phase times of the engine booting each run (pool off: the phases are a boot's), plus
+    what-ifs measured round-robin with raw runsc."""
     two_cores = Limits(cpu_cores=2.0)
+    engine = RunscEngine(dataclasses.replace(engine.config, pool_size=0))
     cold = RunscEngine(dataclasses.replace(engine.config, warm_launchers=False))
     parent = engine.config.cgroup_parent
     # name → (worker for thread i, context it runs in)
@@ -757,6 +759,8 @@ def profile_engine(
             with ctx():
                 parts[name].append(throughput(make, 2, tput_seconds / SLICES))
     tput = {name: merge_throughput(p) for name, p in parts.items()}
+    engine.close()
+    cold.close()
     return {
         "rounds": rounds,
         "phases_median_ms": med,
@@ -1110,7 +1114,7 @@ def main() -> int:
 
     if profile:
         print()
-        print(f"profile of the runsc engine (median of {profile['rounds']} execute() calls, ms):")
+        print(f"profile of the runsc engine, pool off (median of {profile['rounds']} execute() calls, ms):")
         for k, v in profile["phases_median_ms"].items():
             print(f"    {k:52} {v:8.1f}")
         print(f"    pump's proc.poll() calls per run: {profile['poll_calls_median']:g}; "
