@@ -426,7 +426,11 @@ class RunListConsumer(_AuthenticatedConsumer):
         return [*super()._groups(), *self.list_groups]
 
     async def run_status(self, event) -> None:
+        # The catch-up and the live message of one change both come: send it once, never backwards.
         payload = event["payload"]
+        sent = self.list_sent.get(payload["id"])
+        if sent is not None and _STATUS_RANK.get(payload["status"], 2) <= _STATUS_RANK.get(sent, 2):
+            return
         self.list_sent[payload["id"]] = payload["status"]
         await self.send_json(payload)
 

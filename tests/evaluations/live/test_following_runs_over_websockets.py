@@ -672,7 +672,19 @@ async def test_a_run_list_gets_the_end_of_a_run_whose_live_message_was_lost(
         0,
     )
     assert await comm.receive_nothing(timeout=0.6)  # said once
+    # The live message, late: the list has said it already.
+    await in_thread(publish_list_status, run.pk, user.pk)
+    assert await comm.receive_nothing(timeout=0.6)
     await comm.disconnect()
+
+
+def publish_list_status(run_id: int, owner_id: int) -> None:
+    from evaluations.live.publisher import publish_status
+    from evaluations.models import Run
+    from evaluations.runs.selectors import run_status_payload
+
+    run = Run.objects.get(pk=run_id)
+    publish_status(run_id=run_id, owner_id=owner_id, payload=run_status_payload(run=run))
 
 
 async def test_the_run_list_socket_needs_authentication(browser_headers):
