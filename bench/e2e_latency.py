@@ -131,9 +131,13 @@ class CrucibleClient:
         self.http.headers["Authorization"] = f"Token {token}"
         self.server: list[dict[str, float]] = []
 
-    def sample(self, timeout: float = 60.0) -> float:
+    def submit(self, preload: bool) -> requests.Response:
+        body = {"name": "bench", "code": CODE, "preload": preload}
+        return self.http.post(self.stack.url("/api/v1/submissions/"), json=body, timeout=10)
+
+    def sample(self, timeout: float = 60.0, *, preload: bool = False) -> float:
         start = time.perf_counter()
-        resp = self.http.post(self.stack.url("/api/v1/submissions/"), json={"name": "bench", "code": CODE}, timeout=10)
+        resp = self.submit(preload)
         posted = time.perf_counter() - start
         if resp.status_code != 201:
             raise BenchError(f"POST /api/v1/submissions/: {resp.status_code} {resp.text[:500]}")
@@ -158,6 +162,8 @@ class CrucibleClient:
         if data["status"] != "succeeded" or data["stdout"] != EXPECTED.decode():
             raise BenchError(f"run ended {data['status']}/{data['reason']}: {data['detail']} stdout={data['stdout']!r}")
         finished = dt.datetime.fromisoformat(data["finished_at"].replace("Z", "+00:00")).timestamp()
+        if preload:
+            return took  # the per-phase rows are the default path's
         self.server.append(
             {
                 "post_seconds": posted,
@@ -168,9 +174,9 @@ class CrucibleClient:
         )
         return took
 
-    def sample_first_byte(self, timeout: float = 60.0) -> float:
+    def sample_first_byte(self, timeout: float = 60.0, *, preload: bool = False) -> float:
         start = time.perf_counter()
-        resp = self.http.post(self.stack.url("/api/v1/submissions/"), json={"name": "bench", "code": CODE}, timeout=10)
+        resp = self.submit(preload)
         if resp.status_code != 201:
             raise BenchError(f"POST /api/v1/submissions/: {resp.status_code} {resp.text[:500]}")
         uri = f"ws://{self.stack.host}:{self.stack.port}/ws/runs/{resp.json()['id']}/"
@@ -250,8 +256,9 @@ def main() -> int:
             client = CrucibleClient(stack, token, args.poll_ms / 1000)
             failures: list[dict[str, str]] = []
             names = ["python3", "runsc", "runsc_run_only", "engine_preloaded", "engine_pooled", "engine_unpooled"]
-            names.append("crucible")
-            samples: dict[str, list[float]] = {k: [] for k in [*names, "first_byte"]}
+            names += ["crucible", "crucible_preloaded"]
+            firsts = ["first_byte", "first_byte_preloaded"]
+            samples: dict[str, list[float]] = {k: [] for k in [*names, *firsts]}
             for i in range(args.warmup + args.samples):
                 a = attempt("python3", sample_python, failures)
                 b, b_run = attempt("runsc", raw.sample, failures)
@@ -259,12 +266,14 @@ def main() -> int:
                 e_pooled = attempt("engine, pool on", lambda: sample_engine(pooled), failures)
                 e_unpooled = attempt("engine, pool off", lambda: sample_engine(unpooled), failures)
                 c = attempt("crucible", client.sample, failures)
+                c_pre = attempt("crucible, preload", lambda: client.sample(preload=True), failures)
                 d = attempt("first byte", client.sample_first_byte, failures)
+                d_pre = attempt("first byte, preload", lambda: client.sample_first_byte(preload=True), failures)
                 if i < args.warmup:
                     client.server.pop()
                     continue
-                values = [a, b, b_run, e_pre, e_pooled, e_unpooled, c, d]
-                for name, value in zip([*names, "first_byte"], values, strict=True):
+                values = [a, b, b_run, e_pre, e_pooled, e_unpooled, c, c_pre, d, d_pre]
+                for name, value in zip([*names, *firsts], values, strict=True):
                     samples[name].append(value)
                 done = i - args.warmup + 1
                 if done % 10 == 0 or done == args.samples:
@@ -303,7 +312,9 @@ def main() -> int:
         ("    server: queued → started (claim)", server["queue_seconds"]),
         ("    server: started → finished (sandbox, result)", server["run_seconds"]),
         ("    client: finished → seen by a poll", server["seen_after_finish_seconds"]),
+        ('(c\') the same, submitted with "preload": true', stats["crucible_preloaded"]),
         ("(d) Crucible, submit → first byte on a websocket", stats["first_byte"]),
+        ('(d\') the same, submitted with "preload": true', stats["first_byte_preloaded"]),
     ]
     width = max(len(r[0]) for r in rows)
     print()
@@ -320,6 +331,12 @@ def main() -> int:
     print(
         f"target (d) <= {TARGET_FIRST_BYTE_MS:g} ms at the median: {first_byte_ms:.0f} ms "
         f"{'PASS' if first_byte_passed else 'FAIL'}"
+    )
+    pre_ratio = stats["crucible_preloaded"]["median_ms"] / stats["runsc"]["median_ms"]
+    print(
+        f"with \"preload\": true: (c')/(b) {pre_ratio:.2f}, p99(c')/(b) "
+        f"{stats['crucible_preloaded']['p99_ms'] / stats['runsc']['median_ms']:.2f}, "
+        f"(d') {stats['first_byte_preloaded']['median_ms']:.0f} ms"
     )
     if failures:
         print(f"note: {len(failures)} sample(s) failed and were retried; see failed_samples_retried in the JSON")
