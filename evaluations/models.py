@@ -27,8 +27,8 @@ class Submission(models.Model):
     entrypoint = models.CharField(max_length=255, default="main.py")
     stdin = models.TextField(blank=True, default="")
     argv = models.JSONField(default=list, blank=True)
-    # False: each run starts a fresh python3, not one that imported common modules already.
-    preload = models.BooleanField(default=True)
+    # True: each run may start in a python3 that imported common modules already (docs/sandbox.md).
+    preload = models.BooleanField(default=False)
     # The owner's choice: teammates may read its runs (read-only).
     shared_with_team = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)

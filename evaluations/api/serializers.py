@@ -104,8 +104,8 @@ class SubmissionCreateInput(serializers.Serializer):
     preload = StrictBooleanField(
         required=False,
         help_text=(
-            "false: the program starts in a fresh python3; true (the default): it may start in one that "
-            "has imported common modules already, which is faster (docs/sandbox.md lists them)"
+            "true: the program may start in a python3 that has imported common modules already (faster; "
+            "more memory, more per fork; docs/sandbox.md lists them); false (the default): a fresh one"
         ),
     )
     callback_url = StrictCharField(
@@ -285,7 +285,7 @@ class SubmissionOfRunOutput(SubmissionSummaryOutput):
     entrypoint = serializers.CharField(help_text="the file run in a project archive")
     archive_name = serializers.CharField(help_text="the uploaded archive's name; empty for code sent as text")
     argv = serializers.ListField(child=serializers.CharField())
-    preload = serializers.BooleanField(help_text="false: each run starts a fresh python3 (docs/sandbox.md)")
+    preload = serializers.BooleanField(help_text="true: runs may start with common modules imported (docs/sandbox.md)")
     stdin_bytes = serializers.IntegerField()
 
 

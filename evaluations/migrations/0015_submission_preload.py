@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='submission',
             name='preload',
-            field=models.BooleanField(default=True),
+            field=models.BooleanField(default=False),
         ),
     ]

@@ -43,10 +43,10 @@ class SubmissionForm(forms.Form):
     )
     wall_seconds = forms.FloatField(required=False, label="Wall-time limit (s)")
     memory_mb = forms.IntegerField(required=False, label="Memory limit (MiB)")
-    fresh_interpreter = forms.BooleanField(
+    preload = forms.BooleanField(
         required=False,
-        label="Fresh interpreter",
-        help_text="start python3 afresh, without common modules imported already (slower)",
+        label="Preload common modules",
+        help_text="start in a Python that has imported numpy, json, csv… already: faster, more memory",
     )
 
     def __init__(self, *args, ceilings: RunCeilings | None = None, **kwargs) -> None:
@@ -80,7 +80,6 @@ class SubmissionForm(forms.Form):
         data = super().clean()
         if data.get("code", "").strip() and data.get("file"):
             raise forms.ValidationError("Paste code or upload a file, not both.")
-        data["preload"] = not data.pop("fresh_interpreter", False)
         if not (data.get("name") or "").strip() and data.get("file"):
             data["name"] = data["file"].name[:200]  # an upload is named after its file
         return data

@@ -48,7 +48,7 @@ class SubmissionInput:
     argv: list[str] | None = None
     wall_seconds: float | None = None
     memory_mb: int | None = None
-    preload: bool = True  # the program may start with common modules imported (docs/sandbox.md)
+    preload: bool = False  # the program may start with common modules imported (docs/sandbox.md)
     wait: bool = False  # over the concurrent-run quota: wait in the owner's queue rather than be refused
     callback_url: str = ""  # told when each of its runs ends (evaluations/webhooks/)
 
@@ -91,7 +91,7 @@ def submission_create(
     argv: list[str] | None = None,
     wall_seconds: float | None = None,
     memory_mb: int | None = None,
-    preload: bool = True,
+    preload: bool = False,
     wait: bool = False,
     callback_url: str = "",
     ip: str | None = None,

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--callback", metavar="URL", help="the server POSTs the run here, signed, when it ends")
     p.add_argument(
-        "--fresh-interpreter", action="store_true", help="start a fresh python3, without common modules imported"
+        "--preload", action="store_true", help="start in a Python that has imported common modules already (faster)"
     )
     p.set_defaults(handler=cmd_run)
 
@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace, display: Display) -> int:
             name=args.name,
             wait=args.queue,
             callback_url=args.callback,
-            preload=not args.fresh_interpreter,
+            preload=args.preload,
         )
         return _started(client, display, run, args)
 

@@ -103,13 +103,13 @@ class Client:
         name: str | None = None,
         wait: bool = False,
         callback_url: str | None = None,
-        preload: bool = True,
+        preload: bool = False,
     ) -> Run:
         """Submit code (`code` as text, or `path`: a .py file, a project archive or a directory,
         which is packed as a .tar.gz) and return its first run, queued. `wait`: at the
         concurrent-run quota, queue the run behind the user's others instead of a 429.
         `callback_url`: the server POSTs the run there, signed, when it ends (else the profile's).
-        `preload=False`: the program starts in a fresh python3, without common modules imported."""
+        `preload`: the program may start in a python3 that has imported common modules already."""
         if (code is None) == (path is None):
             raise errors.InvalidRequest(0, "give either code or path")
         limits: dict[str, Any] = {}
@@ -135,8 +135,8 @@ class Client:
                     fields["stdin"] = stdin
                 if wait:
                     fields["wait"] = "true"
-                if not preload:
-                    fields["preload"] = "false"
+                if preload:
+                    fields["preload"] = "true"
                 if callback_url is not None:
                     fields["callback_url"] = callback_url
                 files = {"file": (archive_name, archive, "application/octet-stream")}
@@ -151,8 +151,8 @@ class Client:
             body["stdin"] = stdin
         if wait:
             body["wait"] = True
-        if not preload:
-            body["preload"] = False
+        if preload:
+            body["preload"] = True
         if callback_url is not None:
             body["callback_url"] = callback_url
         return Run.from_json(self._post("/api/v1/submissions/", json=body, idempotent=True))

@@ -48,19 +48,19 @@ def test_limits_left_out_get_the_site_defaults(api_client) -> None:
     }
 
 
-def test_a_program_starts_preloaded_unless_the_submission_asks_for_a_fresh_interpreter(api_client, user) -> None:
+def test_a_program_starts_in_a_preloaded_interpreter_only_when_its_submission_asks(api_client, user) -> None:
     default = api_client.post(SUBMIT, {"code": "print(1)"}, format="json").json()
-    fresh = api_client.post(SUBMIT, {"code": "print(1)", "preload": False}, format="json").json()
-    form = api_client.post(SUBMIT, {"code": "print(1)", "preload": "false"}, format="multipart").json()
+    asked = api_client.post(SUBMIT, {"code": "print(1)", "preload": True}, format="json").json()
+    form = api_client.post(SUBMIT, {"code": "print(1)", "preload": "true"}, format="multipart").json()
 
-    assert [body["submission"]["preload"] for body in (default, fresh, form)] == [True, False, False]
-    runs = [Run.objects.get(pk=body["id"]) for body in (default, fresh, form)]
-    assert [exec_request_for(run).preload for run in runs] == [True, False, False]
+    assert [body["submission"]["preload"] for body in (default, asked, form)] == [False, True, True]
+    runs = [Run.objects.get(pk=body["id"]) for body in (default, asked, form)]
+    assert [exec_request_for(run).preload for run in runs] == [False, True, True]
     browser = Client()
     browser.force_login(user)
-    browser.post("/submit/", {"code": "print(2)", "fresh_interpreter": "on"})
+    browser.post("/submit/", {"code": "print(2)", "preload": "on"})
     browser.post("/submit/", {"code": "print(3)"})
-    assert [r.submission.preload for r in Run.objects.order_by("-pk")[:2]] == [True, False]
+    assert [r.submission.preload for r in Run.objects.order_by("-pk")[:2]] == [False, True]
 
 
 def test_a_submission_without_a_name_is_called_untitled(api_client) -> None:

@@ -14,7 +14,7 @@ from tests.support.fuzz import FUZZ, form_fields_of, form_text
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = ["name", "code", "entrypoint", "argv", "stdin", "wall_seconds", "memory_mb", "fresh_interpreter"]
+FIELDS = ["name", "code", "entrypoint", "argv", "stdin", "wall_seconds", "memory_mb", "preload"]
 uploads = st.tuples(st.sampled_from(["main.py", "p.zip", "p.tar.gz", "p.tar", "notes.txt"]), st.binary(max_size=64))
 
 
