@@ -112,50 +112,28 @@ class Client:
         `preload`: the program may start in a python3 that has imported common modules already."""
         if (code is None) == (path is None):
             raise errors.InvalidRequest(0, "give either code or path")
-        limits: dict[str, Any] = {}
-        if wall_seconds is not None:
-            limits["wall_seconds"] = wall_seconds
-        if memory_mb is not None:
-            limits["memory_mb"] = memory_mb
-        if code is None:
-            path = Path(path)  # type: ignore[arg-type]
-            if path.is_file() and path.name.endswith(".py"):
-                if entrypoint:
-                    raise errors.InvalidRequest(0, "--entry is for a directory or a project archive, not a .py file")
-                code = _read_text(path)
-                name = name or path.name
-            else:
-                archive_name, archive = _archive_of(path, entrypoint or "main.py")
-                fields = {"name": name or path.name, **{k: str(v) for k, v in limits.items()}}
-                if entrypoint:
-                    fields["entrypoint"] = entrypoint
-                if argv:
-                    fields["argv"] = _shell_join(argv)
-                if stdin:
-                    fields["stdin"] = stdin
-                if wait:
-                    fields["wait"] = "true"
-                if preload:
-                    fields["preload"] = "true"
-                if callback_url is not None:
-                    fields["callback_url"] = callback_url
-                files = {"file": (archive_name, archive, "application/octet-stream")}
-                data = self._post("/api/v1/submissions/", data=fields, files=files, idempotent=True)
-                return Run.from_json(data)
-        body: dict[str, Any] = {"code": code, **limits}
-        if name:
-            body["name"] = name
-        if argv:
-            body["argv"] = list(argv)
-        if stdin:
-            body["stdin"] = stdin
-        if wait:
-            body["wait"] = True
-        if preload:
-            body["preload"] = True
-        if callback_url is not None:
-            body["callback_url"] = callback_url
-        return Run.from_json(self._post("/api/v1/submissions/", json=body, idempotent=True))
+        if path is not None:
+            code, archive = _source_of(Path(path), entrypoint)
+            name = name or Path(path).name
+        else:
+            archive = None
+        options: dict[str, Any] = {
+            "name": name or None,
+            "wall_seconds": wall_seconds,
+            "memory_mb": memory_mb,
+            "entrypoint": entrypoint if archive is not None else None,
+            "argv": list(argv) or None,
+            "stdin": stdin or None,
+            "wait": True if wait else None,
+            "preload": True if preload else None,
+            "callback_url": callback_url,
+        }
+        body = {key: value for key, value in options.items() if value is not None}
+        if archive is None:
+            return Run.from_json(self._post("/api/v1/submissions/", json={"code": code, **body}, idempotent=True))
+        fields = {key: _form_value(value) for key, value in body.items()}
+        files = {"file": (*archive, "application/octet-stream")}
+        return Run.from_json(self._post("/api/v1/submissions/", data=fields, files=files, idempotent=True))
 
     def run(self, run_id: int) -> Run:
         return Run.from_json(self._get_json(f"/api/v1/runs/{int(run_id)}/"))
@@ -256,17 +234,11 @@ class Client:
             fields["name"] = name
         if callback_url is not None:
             fields["callback_url"] = callback_url
-        if code is None:
-            path = Path(path)  # type: ignore[arg-type]
-            if path.is_file() and path.name.endswith(".py"):
-                if entrypoint:
-                    raise errors.InvalidRequest(0, "--entry is for a directory or a project archive, not a .py file")
-                code = _read_text(path)
-                fields.setdefault("name", path.name)
-            else:
-                archive_name, archive = _archive_of(path, entrypoint or "main.py")
-                files["file"] = (archive_name, archive, "application/octet-stream")
-                fields.setdefault("name", path.name)
+        if path is not None:
+            code, archive = _source_of(Path(path), entrypoint)
+            fields.setdefault("name", Path(path).name)
+            if archive is not None:
+                files["file"] = (*archive, "application/octet-stream")
                 if entrypoint:
                     fields["entrypoint"] = entrypoint
         if code is not None:
@@ -467,6 +439,24 @@ def _shell_join(argv: Sequence[str]) -> str:
     import shlex
 
     return shlex.join(argv)  # the server splits it like a POSIX shell: the same list comes back
+
+
+def _source_of(path: Path, entrypoint: str | None) -> tuple[str | None, tuple[str, bytes] | None]:
+    """What to send for `path`: a .py file's text, or else the (name, bytes) of a project to upload."""
+    if path.is_file() and path.name.endswith(".py"):
+        if entrypoint:
+            raise errors.InvalidRequest(0, "--entry is for a directory or a project archive, not a .py file")
+        return _read_text(path), None
+    return None, _archive_of(path, entrypoint or "main.py")
+
+
+def _form_value(value: Any) -> str:
+    """A JSON field as multipart/form-data carries it (the server splits `argv` like a shell)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return _shell_join(value)
+    return str(value)
 
 
 def _archive_of(path: Path, entrypoint: str) -> tuple[str, bytes]:
