@@ -166,17 +166,29 @@ def output_text(data: bytes | memoryview) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
 
-def run_summary(run: Run, request) -> dict:
+class RunUrls:
+    """A run's page and API URLs for one request, reversed once for a whole page of runs: both
+    patterns end in the run's id."""
+
+    def __init__(self, request) -> None:
+        self.page, self.api = (
+            request.build_absolute_uri(reverse(name, args=[0])).removesuffix("0/")
+            for name in ("run-detail", "api-run-detail")
+        )
+
+    def of(self, run_id: int) -> tuple[str, str]:
+        return f"{self.page}{run_id}/", f"{self.api}{run_id}/"
+
+
+def run_summary(run: Run, request, urls: RunUrls | None = None) -> dict:
     """A run as lists show it: its status, limits, usage and byte counts, never its output or code
-    (the detail has those; a page of outputs would be up to 2 x 1 MiB, twice over, per run)."""
-
-    def absolute(name: str) -> str:
-        return request.build_absolute_uri(reverse(name, args=[run.pk]))
-
+    (the detail has those; a page of outputs would be up to 2 x 1 MiB, twice over, per run).
+    A list passes `urls` made once for all its runs."""
+    page_url, api_url = (urls or RunUrls(request)).of(run.pk)
     return {
         "id": run.pk,
-        "url": absolute("run-detail"),
-        "api_url": absolute("api-run-detail"),
+        "url": page_url,
+        "api_url": api_url,
         "submission": {
             "id": run.submission_id,
             "name": run.submission.name,

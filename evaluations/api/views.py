@@ -25,6 +25,7 @@ from evaluations.api.serializers import (
     RunMetricsOutput,
     RunOutput,
     RunSummaryOutput,
+    RunUrls,
     SubmissionCodeInput,
     SubmissionCreateInput,
     SubmissionOutput,
@@ -112,7 +113,8 @@ class RunListApi(APIView):
         RunListQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
         paginator = self.pagination_class()
         runs = paginator.paginate_queryset(selectors.run_list_visible_summaries(user=request.user), request, view=self)
-        return paginator.get_paginated_response([run_summary(run, request) for run in runs])
+        urls = RunUrls(request)
+        return paginator.get_paginated_response([run_summary(run, request, urls) for run in runs])
 
 
 class RunDetailApi(APIView):

@@ -35,9 +35,19 @@ def runs_without_bulk(runs: QuerySet[Run]) -> QuerySet[Run]:
     return runs.defer(*(f"submission__{name}" for name in SUBMISSION_BULK))
 
 
+# What lists read of a run (the API's run_summary, status messages, the run list page): a page of
+# full rows cost more to load than everything else the request did.
+RUN_SUMMARY_FIELDS = (
+    *("submission_id", "status", "reason", "detail", "exit_code", "wall_seconds", "memory_bytes"),
+    *("cpu_seconds", "peak_memory_bytes", "peak_processes", "queued_at", "started_at", "finished_at"),
+    *("stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "output_expired_at"),
+    *("submission__name", "submission__shared_with_team", "submission__owner_id", "submission__owner__username"),
+)
+
+
 def run_list_visible_summaries(*, user) -> QuerySet[Run]:
-    """run_list_visible for lists, without the submissions' large columns."""
-    return runs_without_bulk(run_list_visible(user=user))
+    """run_list_visible for lists: the columns of RUN_SUMMARY_FIELDS only."""
+    return run_list_visible(user=user).only(*RUN_SUMMARY_FIELDS)
 
 
 def run_list_own(*, user) -> QuerySet[Run]:
