@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Min, Q
+from django.db.models import Count, F, Min, Q, Window
+from django.db.models.functions import RowNumber
 
 from evaluations.accounts.quotas import quotas_for_users
 from evaluations.accounts.roles import cached_profile, remember_profile
@@ -118,19 +119,30 @@ def expected_order(*, limit: int, queues: list[OwnerQueue] | None = None) -> lis
     each user with runs waiting one, in turn order (quotas aside: they hold a user back only while
     their runs run). `queues`: owner_queues(), if the caller has them already."""
     queues = owner_queues() if queues is None else queues
-    own = (
+    turn = {q.owner_id: i for i, q in enumerate(queues)}
+    # Each user's queued runs numbered oldest first, in one query (one per user took 100 ms of CPU
+    # with 20 users waiting): round n of the turns takes every user's n-th run, and `rounds` rounds
+    # hold the first `limit` runs.
+    rounds = 1
+    while rounds < limit and sum(min(q.queued, rounds) for q in queues) < limit:
+        rounds += 1
+    numbered = (
+        Run.objects.filter(status=RunStatus.QUEUED)
+        .annotate(
+            owner=F("submission__owner_id"),
+            nth=Window(RowNumber(), partition_by=F("submission__owner_id"), order_by=(F("queued_at"), F("id"))),
+        )
+        .filter(nth__lte=rounds)
+        .values_list("pk", "owner", "nth")
+    )
+    first = sorted((nth, turn[owner], pk) for pk, owner, nth in numbered if owner in turn)[:limit]
+    runs = (
         Run.objects.filter(status=RunStatus.QUEUED)
         .select_related("submission")
         .defer("submission__code", "submission__archive", "submission__stdin")
-        .order_by("queued_at", "id")
+        .in_bulk([pk for _, _, pk in first])
     )
-    waiting = {q.owner_id: list(own.filter(submission__owner_id=q.owner_id)[:limit]) for q in queues}
-    order: list[Run] = []
-    while len(order) < limit and any(waiting.values()):
-        for q in queues:
-            if waiting[q.owner_id]:
-                order.append(waiting[q.owner_id].pop(0))
-    return order[:limit]
+    return [runs[pk] for _, _, pk in first if pk in runs]
 
 
 def expected_position(*, run: Run, queues: list[OwnerQueue] | None = None) -> int:
