@@ -1,9 +1,12 @@
 """What the reconciler and the ops page read from Redis directly: the runs queue as kombu keeps it,
-and results a worker could not store and handed over instead (docs/lifecycle.md)."""
+results a worker could not store and handed over instead, and whose turn it is to tell the queue
+its positions (docs/lifecycle.md)."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 import redis
@@ -12,10 +15,48 @@ from django.conf import settings
 # A run's task id starts with this and the run's id; the reconciler reads it back from the queue.
 TASK_ID_PREFIX = "run-"
 RESULTS_KEY = "crucible:handed-over-results"
+# When queue positions were last told (a time.time(), expiring when the next telling is due), and
+# whether the queue moved since without a telling.
+QUEUE_TOLD_KEY = "crucible:queue-told"
+QUEUE_MOVED_KEY = "crucible:queue-moved"
+
+_kept: tuple[int, redis.Redis] | None = None
 
 
 def _client() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _kept_client() -> redis.Redis:
+    """One client per process for calls made on every run (a client of its own per call connects anew)."""
+    global _kept
+    if _kept is None or _kept[0] != os.getpid():
+        _kept = (os.getpid(), _client())
+    return _kept[1]
+
+
+def queue_tell_turn(*, moved_at: float, every: float) -> bool | None:
+    """Whether the caller tells the queue its positions for a move at `moved_at` (a time.time()):
+    True if it is its turn (none told in the last `every` seconds: it is now told, by the caller),
+    None if a telling that started after the move covers it, False if it should ask again shortly.
+    Raises redis.RedisError."""
+    client = _kept_client()
+    now = time.time()
+    if client.set(QUEUE_TOLD_KEY, repr(now), nx=True, px=max(1, int(every * 1000))):
+        client.delete(QUEUE_MOVED_KEY)
+        return True
+    told_at = client.get(QUEUE_TOLD_KEY)
+    return None if told_at is not None and float(told_at) > moved_at else False
+
+
+def queue_moved_mark() -> None:
+    """Leave the telling of a move to the reconciler's next pass. Raises redis.RedisError."""
+    _kept_client().set(QUEUE_MOVED_KEY, "1", ex=3600)
+
+
+def queue_moved_take() -> bool:
+    """Whether a move was left untold (and it is the caller's to tell now). Raises redis.RedisError."""
+    return bool(_kept_client().getdel(QUEUE_MOVED_KEY))
 
 
 def _queue_names() -> list[str]:

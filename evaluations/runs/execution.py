@@ -73,6 +73,7 @@ class _Watch:
         self.lost = False  # the run was ended by someone else: its result is not ours to store
         self.stopped = False  # the worker is stopping and the run's grace is over
         self.storing = False  # the outcome is being stored
+        self.claimed_at = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=in_log_context(self._watch), name=f"run-{run_id}-watch", daemon=True)
 
@@ -84,13 +85,14 @@ class _Watch:
         self._stop.set()
         self._thread.join(timeout=2)
 
-    def _tell_the_queue(self) -> None:
+    def _tell_the_queue(self, *, last_chance: bool = False) -> bool:
         # The queue moved up by this run: its pages hear it once the sandbox has started (or the run
         # has ended), so that these queries do not hold the interpreter while the sandbox starts.
         try:
-            lifecycle.publish_queue_positions()
+            return lifecycle.queue_moved_tell(moved_at=self.claimed_at, last_chance=last_chance)
         except Exception as exc:  # best effort, like every live message: pages also ask on connect
             logger.warning("run %s: could not tell queued runs their positions (%s)", self.run_id, exc)
+            return True
 
     def _watch(self) -> None:
         renew_every = settings.CRUCIBLE_RUN_LEASE_SECONDS / 4
@@ -100,8 +102,7 @@ class _Watch:
         try:
             while not self._stop.wait(CANCEL_POLL_SECONDS):
                 if not told:
-                    self._tell_the_queue()
-                    told = True
+                    told = self._tell_the_queue()
                 if WORKER_STOPPING.is_set() and not self.cancel.is_set():
                     self.stopped = True
                     self.cancel.set()
@@ -123,7 +124,7 @@ class _Watch:
                     connection.close()  # a broken connection is replaced on the next query
                     self._stop.wait(min(2.0, CANCEL_POLL_SECONDS * 2**failures))
             if not told:
-                self._tell_the_queue()
+                self._tell_the_queue(last_chance=True)
         finally:
             connection.close()  # this thread's own database connection
 

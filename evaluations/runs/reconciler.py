@@ -58,7 +58,7 @@ def _reconcile(now: datetime, judge_leases: bool) -> list[Decision]:
     decisions += _resend_lost_webhook_tries(now)
     global _last_unavailable
     unavailable = selectors.workers_unavailable(now=now)
-    if unavailable != _last_unavailable:  # workers came or went: queued runs' pages say so
+    if unavailable != _last_unavailable or _queue_moved_untold():  # pages of queued runs hear it
         _last_unavailable = unavailable
         lifecycle.publish_queue_positions()
     owners = selectors.run_owner_names(run_ids=[d.run_id for d in decisions]) if decisions else {}
@@ -67,6 +67,13 @@ def _reconcile(now: datetime, judge_leases: bool) -> list[Decision]:
             logger.warning("reconciler: run %s: %s (%s)", d.run_id, d.action, d.why)
             audit.audit_record(actor=None, action=d.action, target=f"run:{d.run_id}", data={"why": d.why})
     return decisions
+
+
+def _queue_moved_untold() -> bool:
+    try:
+        return broker.queue_moved_take()
+    except redis.RedisError:
+        return False
 
 
 def _store_handed_over_results() -> list[Decision]:

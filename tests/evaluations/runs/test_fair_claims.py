@@ -147,23 +147,73 @@ def test_a_run_held_back_by_its_owners_quota_says_so(make_user, make_run) -> Non
     assert selectors.run_queue_state(run=free)[1] is None
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_claiming_workers_watcher_tells_the_queue_once_the_sandbox_runs(make_user, make_run, monkeypatch) -> None:
-    import threading
+@pytest.fixture
+def tellings(monkeypatch):
+    """Times at which queue positions were told, with no telling of an earlier test still counting."""
+    import time
 
+    broker._kept_client().delete(broker.QUEUE_TOLD_KEY, broker.QUEUE_MOVED_KEY)
+    times: list[float] = []
+    monkeypatch.setattr(lifecycle, "publish_queue_positions", lambda: times.append(time.monotonic()))
+    return times
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claiming_workers_watcher_tells_the_queue_once_the_sandbox_runs(make_user, make_run, tellings) -> None:
     from evaluations.runs import execution
 
-    told = threading.Event()
-    monkeypatch.setattr(lifecycle, "publish_queue_positions", lambda: told.set())
     run = make_run(make_user("a"))
     assert lifecycle.run_claim_next(worker="w") == run.pk
-    assert not told.is_set()  # not on the way to the sandbox
+    assert not tellings  # not on the way to the sandbox
 
     with execution._Watch(run.pk, "w"):
-        assert not told.is_set()  # not while the sandbox starts
-        assert told.wait(5)
+        assert not tellings  # not while the sandbox starts
+        assert wait_for(lambda: tellings, 5)
+    assert len(tellings) == 1
 
-    told.clear()
-    with execution._Watch(run.pk, "w"):
-        pass  # a run that ended before the watcher's first look
-    assert told.is_set()
+
+@pytest.mark.django_db(transaction=True)
+def test_moves_within_a_second_are_told_together_once_a_second(make_user, make_run, tellings) -> None:
+    from evaluations.runs import execution
+
+    runs = [make_run(make_user(name)) for name in "abc"]
+    with execution._Watch(runs[0].pk, "w"):
+        assert wait_for(lambda: tellings, 5)
+        # Two more runs start on other workers within the second: one telling covers both, once
+        # the second since the first is over.
+        with execution._Watch(runs[1].pk, "w2"), execution._Watch(runs[2].pk, "w3"):
+            assert wait_for(lambda: len(tellings) == 2, 5)
+            second = tellings[1]
+            assert second - tellings[0] >= lifecycle.QUEUE_TELL_EVERY_SECONDS * 0.9
+            wait_for(lambda: len(tellings) > 2, lifecycle.QUEUE_TELL_EVERY_SECONDS * 1.5)
+    assert tellings[1:] == [second]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_move_untold_when_its_run_ends_is_told_by_the_reconciler(make_user, make_run, tellings, queue) -> None:
+    from evaluations.runs import execution
+
+    first, second = make_run(make_user("a")), make_run(make_user("b"))
+    reconciler.reconcile()  # (its first pass tells the queue whether workers are available)
+    tellings.clear()
+    with execution._Watch(first.pk, "w"):
+        assert wait_for(lambda: tellings, 5)
+    with execution._Watch(second.pk, "w"):
+        pass  # a run that ended before the watcher's first look, within the second of the first
+    assert len(tellings) == 1
+
+    reconciler.reconcile()
+    assert len(tellings) == 2
+    reconciler.reconcile()  # told: nothing left to tell
+    assert len(tellings) == 2
