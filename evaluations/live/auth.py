@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
+from channels.auth import AuthMiddleware, get_user
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 
 from evaluations.live.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
+from evaluations.live.sync import in_thread
 
 
-@database_sync_to_async
+@in_thread
 def _token_user(key: str):
     """(user, token id), or None for unknown or revoked keys and inactive users."""
     from evaluations.accounts import tokens
@@ -77,5 +78,13 @@ class TokenAndOriginMiddleware:
         return await self.inner(scope, receive, send)
 
 
+class SessionUserMiddleware(AuthMiddleware):
+    """Channels' session user, read in_thread (channels reads it on the one thread of all sockets)."""
+
+    async def resolve_scope(self, scope):
+        scope["user"]._wrapped = await in_thread(get_user.func)(scope)
+
+
 def WebsocketAuthStack(inner):  # noqa: N802 - reads like the Channels stacks it wraps
-    return AuthMiddlewareStack(TokenAndOriginMiddleware(inner))
+    # channels.auth.AuthMiddlewareStack, with the session user read in_thread.
+    return CookieMiddleware(SessionMiddleware(SessionUserMiddleware(TokenAndOriginMiddleware(inner))))

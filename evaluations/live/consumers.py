@@ -10,8 +10,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, WebsocketConsumer
 from django.http import Http404
 from django.utils import timezone
@@ -29,6 +27,7 @@ from evaluations.live.protocol import (
     parse_offsets,
 )
 from evaluations.live.selectors import run_list_groups, run_list_recent_statuses, websocket_user
+from evaluations.live.sync import in_thread
 from evaluations.models import TERMINAL_STATUSES, RunStatus
 from evaluations.monitoring.logging import log_bind, log_context, request_id_from, username_of
 from evaluations.monitoring.metrics import DROPPED_IN_DELIVERY, websocket_messages_dropped
@@ -100,7 +99,7 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
         if reject is None:
             # A connect counts like an API request of its user (and token), so reconnecting in a
             # loop is limited like polling.
-            wait = await sync_to_async(user_action_wait)(
+            wait = await in_thread(user_action_wait)(
                 user_id=user.pk, token_id=self.scope.get("crucible_token_id"), write=False
             )
             if wait is not None:
@@ -187,7 +186,7 @@ class RunConsumer(_AuthenticatedConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         await self._watch_access()
-        refusal = await database_sync_to_async(self._access_lost)()
+        refusal = await in_thread(self._access_lost)()
         if refusal is not None:
             await self.accept()
             await self.close(code=refusal)  # 4404 is the same for "no such run" and "not yours"
@@ -207,9 +206,9 @@ class RunConsumer(_AuthenticatedConsumer):
             await self._replay(stream)
         # The status is read after the replay, so a run that started meanwhile is never shown queued
         # beside its output; if it ended, run_status sends the rest of the store before the end.
-        status = await database_sync_to_async(self._status_payload)()
+        status = await in_thread(self._status_payload)()
         await self.run_status({"payload": status})
-        samples = await database_sync_to_async(logstore.metrics_read)(self.run)
+        samples = await in_thread(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
         self.metrics_until = samples[-1]["t"] if samples else -1.0
@@ -255,7 +254,7 @@ class RunConsumer(_AuthenticatedConsumer):
             return
         # Every open socket does this every few seconds: one small query, and the store only
         # once the run has started (a queued run has no output yet).
-        status = await database_sync_to_async(selectors.run_status_of)(run_id=self.run_id)
+        status = await in_thread(selectors.run_status_of)(run_id=self.run_id)
         if status is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -264,7 +263,7 @@ class RunConsumer(_AuthenticatedConsumer):
                 for stream in STREAMS:
                     await self._replay(stream)
                 # Only the samples it lacks: a query on (run, last_t), small however long the run.
-                samples = await database_sync_to_async(logstore.metrics_read)(self.run, after=self.metrics_until)
+                samples = await in_thread(logstore.metrics_read)(self.run, after=self.metrics_until)
                 fresh = [s for s in samples if s["t"] > self.metrics_until]
                 if fresh:
                     self.metrics_until = fresh[-1]["t"]
@@ -272,7 +271,7 @@ class RunConsumer(_AuthenticatedConsumer):
                     await self.send_json(protocol.metrics_message(fresh[i : i + METRICS_PER_FRAME]))
         if status in TERMINAL_STATUSES and not getattr(self, "ended", False):
             try:
-                payload = await database_sync_to_async(self._status_payload)()
+                payload = await in_thread(self._status_payload)()
             except Http404:
                 await self.close(code=CLOSE_NOT_FOUND)
                 return
@@ -292,7 +291,7 @@ class RunConsumer(_AuthenticatedConsumer):
         return None
 
     async def access_check(self, event) -> None:
-        refusal = await database_sync_to_async(self._access_lost)()
+        refusal = await in_thread(self._access_lost)()
         if refusal is not None:
             await self.close(code=refusal)
 
@@ -307,7 +306,7 @@ class RunConsumer(_AuthenticatedConsumer):
         close together go in one frame; at anything unexpected (a gap) _replay takes over."""
         started = getattr(self.run, "started_at", None)
         while True:
-            rows = await database_sync_to_async(combined_output.chunks_after)(self.run, dict(self.sent))
+            rows = await in_thread(combined_output.chunks_after)(self.run, dict(self.sent))
             if not rows:
                 return
             pending: _Replayed | None = None
@@ -346,7 +345,7 @@ class RunConsumer(_AuthenticatedConsumer):
         await self._flush(stream)  # the held bytes come before what the store has after them
         while until is None or self.sent[stream] < until:
             want = REPLAY_READ_BYTES if until is None else min(REPLAY_READ_BYTES, until - self.sent[stream])
-            data = await database_sync_to_async(logstore.log_read)(self.run, stream, self.sent[stream], want)
+            data = await in_thread(logstore.log_read)(self.run, stream, self.sent[stream], want)
             if not data:
                 return
             for frame in protocol.output_frames(stream, self.sent[stream], data):
@@ -409,7 +408,7 @@ class RunListConsumer(_AuthenticatedConsumer):
             return
         await self._watch_access()
         self.list_groups = []
-        user = await database_sync_to_async(self._fresh_user)()
+        user = await in_thread(self._fresh_user)()
         if user is None:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -437,7 +436,7 @@ class RunListConsumer(_AuthenticatedConsumer):
     async def _catch_up(self) -> None:
         user = self.scope["user"]
         checked = timezone.now()
-        statuses = await database_sync_to_async(run_list_recent_statuses)(user=user, since=self.list_since)
+        statuses = await in_thread(run_list_recent_statuses)(user=user, since=self.list_since)
         # Workers on other hosts stamp finished_at by their clocks: look back a little further.
         self.list_since = checked - timedelta(seconds=LIST_CLOCK_MARGIN_SECONDS)
         if len(self.list_sent) > LIST_SENT_KEPT:
@@ -454,7 +453,7 @@ class RunListConsumer(_AuthenticatedConsumer):
 
     async def _follow(self, user) -> None:
         """Join the run-list groups `user` may see now, and leave those they no longer may."""
-        groups = await database_sync_to_async(run_list_groups)(user=user)
+        groups = await in_thread(run_list_groups)(user=user)
         for group in set(self.list_groups) - set(groups):
             await self.channel_layer.group_discard(group, self.channel_name)
         for group in set(groups) - set(self.list_groups):
@@ -462,7 +461,7 @@ class RunListConsumer(_AuthenticatedConsumer):
         self.list_groups = groups
 
     async def access_check(self, event) -> None:
-        user = await database_sync_to_async(self._fresh_user)()
+        user = await in_thread(self._fresh_user)()
         if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return

@@ -297,6 +297,40 @@ async def test_an_unknown_websocket_path_closes_with_4404(browser_headers, path)
     assert await close_code(path, browser_headers) == 4404
 
 
+@pytest.fixture
+def two_running_runs(user, make_run):
+    return make_run(user, status="running"), make_run(user, status="running")
+
+
+async def test_a_socket_waiting_on_the_database_holds_up_no_other_sockets_handshake(
+    two_running_runs, browser_headers, token_headers, monkeypatch
+):
+    from evaluations.runs import logstore
+
+    slow, quick = two_running_runs
+    release = threading.Event()
+    read = logstore.metrics_read
+
+    def metrics_read(run, *args, **kwargs):
+        if run.pk == slow.pk:
+            release.wait(10)  # a slow query, or a database under load
+        return read(run, *args, **kwargs)
+
+    monkeypatch.setattr(logstore, "metrics_read", metrics_read)
+    stuck = communicator(f"/ws/runs/{slow.pk}/", token_headers)
+    others = [communicator(f"/ws/runs/{quick.pk}/", headers) for headers in (token_headers, browser_headers)]
+    try:
+        assert (await stuck.connect(timeout=RECEIVE_TIMEOUT))[0]
+        assert (await receive(stuck))["status"] == "running"  # now waiting in metrics_read
+        for comm in others:  # by token, and by session cookie
+            assert (await comm.connect(timeout=2))[0]
+            assert (await receive(comm, timeout=2))["status"] == "running"
+    finally:
+        release.set()
+        for comm in (stuck, *others):
+            await comm.disconnect()
+
+
 # -- what arrives on connect --------------------------------------------------------------------------
 
 
