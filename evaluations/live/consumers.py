@@ -201,14 +201,13 @@ class RunConsumer(_AuthenticatedConsumer):
         # we read or in a live message (workers store before they publish), so nothing is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self._replay_in_order()
-        for stream in STREAMS:
-            await self._replay(stream)
+        if not await self._replay_in_order():  # it stopped at a gap: each stream on its own
+            for stream in STREAMS:
+                await self._replay(stream)
         # The status is read after the replay, so a run that started meanwhile is never shown queued
         # beside its output; if it ended, run_status sends the rest of the store before the end.
-        status = await in_thread(self._status_payload)()
+        status, samples = await in_thread(self._status_and_samples)()
         await self.run_status({"payload": status})
-        samples = await in_thread(logstore.metrics_read)(self.run)
         # Samples are stored before they are published: a live one already in what we read is
         # recognised by its time and not sent twice.
         self.metrics_until = samples[-1]["t"] if samples else -1.0
@@ -240,13 +239,12 @@ class RunConsumer(_AuthenticatedConsumer):
         self.status_rank = rank
         self.ended = status in TERMINAL_STATUSES
         async with self._sending:
+            # All of an ended run's output is stored before its end is published, but live messages
+            # can be late or lost under load: send what the client lacks first, so the end comes last.
+            # (Held output was printed before this status was sent: it goes first either way.)
+            lacking = self.ended and await in_thread(combined_output.chunks_after)(self.run, dict(self.sent), 1)
             for stream in STREAMS:
-                if self.ended:
-                    # All its output is stored before a run's end is published, but live messages can
-                    # be late or lost under load: send what the client lacks first, so the end comes last.
-                    await self._replay(stream)
-                else:
-                    await self._flush(stream)  # held output was printed before this status was sent
+                await (self._replay(stream) if lacking else self._flush(stream))
             await self.send_json(event["payload"])
 
     async def _catch_up(self) -> None:
@@ -299,16 +297,19 @@ class RunConsumer(_AuthenticatedConsumer):
         run = selectors.run_get_visible(user=self.scope["user"], run_id=self.run_id)
         return selectors.run_status_payload(run=run)
 
-    async def _replay_in_order(self) -> None:
+    def _status_and_samples(self) -> tuple[dict, list[dict]]:
+        return self._status_payload(), logstore.metrics_read(self.run)
+
+    async def _replay_in_order(self) -> bool:
         """Both streams from the client's offsets in the order they were stored, so a page opened on
         a run shows stdout and stderr lines interleaved as they were written, each frame with `t`, the
         seconds after the run started that its first byte was stored. Chunks of one stream stored
-        close together go in one frame; at anything unexpected (a gap) _replay takes over."""
+        close together go in one frame. False if it stopped at anything unexpected (a gap)."""
         started = getattr(self.run, "started_at", None)
         while True:
             rows = await in_thread(combined_output.chunks_after)(self.run, dict(self.sent))
             if not rows:
-                return
+                return True
             pending: _Replayed | None = None
             for stream, offset, data, created in rows:
                 have = self.sent[stream] + (len(pending.data) if pending and pending.stream == stream else 0)
@@ -325,10 +326,12 @@ class RunConsumer(_AuthenticatedConsumer):
             else:
                 if pending is not None:
                     await self._send_replayed(pending)
+                if len(rows) < combined_output.READ_ROWS:
+                    return True  # that was all the store had
                 continue
             if pending is not None:
                 await self._send_replayed(pending)
-            return
+            return False
 
     async def _send_replayed(self, replayed: _Replayed) -> None:
         if not replayed.data:

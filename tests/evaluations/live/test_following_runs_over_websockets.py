@@ -308,11 +308,12 @@ async def test_a_socket_waiting_on_the_database_holds_up_no_other_sockets_handsh
     from evaluations.runs import logstore
 
     slow, quick = two_running_runs
-    release = threading.Event()
+    waiting, release = threading.Event(), threading.Event()
     read = logstore.metrics_read
 
     def metrics_read(run, *args, **kwargs):
         if run.pk == slow.pk:
+            waiting.set()
             release.wait(10)  # a slow query, or a database under load
         return read(run, *args, **kwargs)
 
@@ -321,7 +322,7 @@ async def test_a_socket_waiting_on_the_database_holds_up_no_other_sockets_handsh
     others = [communicator(f"/ws/runs/{quick.pk}/", headers) for headers in (token_headers, browser_headers)]
     try:
         assert (await stuck.connect(timeout=RECEIVE_TIMEOUT))[0]
-        assert (await receive(stuck))["status"] == "running"  # now waiting in metrics_read
+        assert await in_thread(waiting.wait, RECEIVE_TIMEOUT)
         for comm in others:  # by token, and by session cookie
             assert (await comm.connect(timeout=2))[0]
             assert (await receive(comm, timeout=2))["status"] == "running"
@@ -415,6 +416,27 @@ async def test_a_client_that_has_everything_gets_no_output(user, make_run, token
     while not await comm.receive_nothing(timeout=0.3):
         messages.append(await receive(comm))
     assert [m["type"] for m in messages] == ["status"]
+    await comm.disconnect()
+
+
+async def test_opening_an_ended_runs_socket_takes_five_trips_to_the_database(
+    user, make_run, token_headers, monkeypatch
+):
+    from evaluations.live import consumers
+
+    run = await database_sync_to_async(make_run)(user, stdout=b"abc\n", stderr=b"de\n", status="succeeded")
+    calls = []
+    real = consumers.in_thread
+    monkeypatch.setattr(consumers, "in_thread", lambda func: calls.append(func) or real(func))
+    comm = communicator(f"/ws/runs/{run.pk}/", token_headers)
+    assert (await comm.connect(timeout=RECEIVE_TIMEOUT))[0]
+    streams = Reassembly()
+    others = await follow(comm, lambda s, o: bool(o), streams)
+    assert [m["status"] for m in others] == ["succeeded"]
+    assert streams.data == {"stdout": b"abc\n", "stderr": b"de\n"}
+    # The rate limit, the access check, the replay, the status with the samples, and the check
+    # that nothing was stored past the replay before the end goes out (there were 10).
+    assert len(calls) == 5, [getattr(func, "__qualname__", func) for func in calls]
     await comm.disconnect()
 
 
