@@ -9,6 +9,7 @@ out as soon as the Content-Length (or the chunked body so far) is over the limit
 from __future__ import annotations
 
 import io
+import sys
 
 import daphne.server
 from daphne.cli import CommandLineInterface
@@ -102,10 +103,17 @@ class BodyLimitedHTTPFactory(HTTPFactory):
         return protocol
 
 
+# daphne drops a websocket whose application has not accepted it within 5 s by default, with no
+# HTTP answer at all: under a burst of connects on a busy machine, an answer later is better.
+WEBSOCKET_CONNECT_SECONDS = 30
+
+
 def main() -> None:
     make_private()
     # daphne's Server.run() builds its factory from this module-level name.
     daphne.server.HTTPFactory = BodyLimitedHTTPFactory
+    if not any(arg.startswith("--websocket_connect_timeout") for arg in sys.argv[1:]):
+        sys.argv[1:1] = ["--websocket_connect_timeout", str(WEBSOCKET_CONNECT_SECONDS)]
     CommandLineInterface.entrypoint()
 
 
