@@ -13,9 +13,11 @@ from urllib.parse import urlparse
 from channels.auth import AuthMiddleware, get_user
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 
-from evaluations.live.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHENTICATED
+from evaluations.live.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED
 from evaluations.live.sync import in_thread
+from evaluations.unavailable import unavailable_service
 
 
 @in_thread
@@ -61,9 +63,14 @@ class TokenAndOriginMiddleware:
         origin = headers.get(b"origin", b"").decode("latin-1")
         if auth:
             keyword, _, key = auth.partition(" ")
-            found = await _token_user(key.strip()) if keyword == "Token" and key.strip() else None
+            try:
+                found = await _token_user(key.strip()) if keyword == "Token" and key.strip() else None
+            except Exception as exc:
+                if unavailable_service(exc) is None:
+                    raise
+                found, scope["crucible_reject"] = None, CLOSE_TRY_AGAIN
             if found is None:
-                scope["crucible_reject"] = CLOSE_UNAUTHENTICATED
+                scope.setdefault("crucible_reject", CLOSE_UNAUTHENTICATED)
             else:
                 scope["user"], scope["crucible_token_id"] = found
         if origin:
@@ -82,7 +89,13 @@ class SessionUserMiddleware(AuthMiddleware):
     """Channels' session user, read in_thread (channels reads it on the one thread of all sockets)."""
 
     async def resolve_scope(self, scope):
-        scope["user"]._wrapped = await in_thread(get_user.func)(scope)
+        try:
+            scope["user"]._wrapped = await in_thread(get_user.func)(scope)
+        except Exception as exc:
+            if unavailable_service(exc) is None:
+                raise
+            scope["user"]._wrapped = AnonymousUser()
+            scope["crucible_reject"] = CLOSE_TRY_AGAIN
 
 
 def WebsocketAuthStack(inner):  # noqa: N802 - reads like the Channels stacks it wraps

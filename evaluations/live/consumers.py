@@ -21,6 +21,7 @@ from evaluations.live.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_RATE_LIMITED,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHENTICATED,
     METRICS_PER_FRAME,
     STREAMS,
@@ -32,6 +33,7 @@ from evaluations.models import TERMINAL_STATUSES, RunStatus
 from evaluations.monitoring.logging import log_bind, log_context, request_id_from, username_of
 from evaluations.monitoring.metrics import DROPPED_IN_DELIVERY, websocket_messages_dropped
 from evaluations.runs import combined_output, logstore, selectors
+from evaluations.unavailable import unavailable_service
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,23 @@ class _AuthenticatedConsumer(AsyncJsonWebsocketConsumer):
         headers = dict(scope.get("headers", []))
         with log_context(request_id=request_id_from(headers.get(b"x-request-id")), user=username_of(scope.get("user"))):
             await super().__call__(scope, receive, send)
+
+    async def websocket_connect(self, message) -> None:
+        try:
+            await super().websocket_connect(message)
+        except Exception as exc:
+            service = unavailable_service(exc)
+            if service is None:
+                raise
+            # Not the HTTP 500 daphne would answer: a code that tells the client to come back.
+            logger.warning("websocket closed with %s: the %s is unavailable (%s)", CLOSE_TRY_AGAIN, service, exc)
+            if not getattr(self, "accepted", False):
+                await self.accept()
+            await self.close(code=CLOSE_TRY_AGAIN)
+
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        self.accepted = True
+        await super().accept(subprotocol, headers)
 
     async def _refuse_unless_allowed(self) -> bool:
         """Accept, then close with a code if the caller may not be here; True if refused.

@@ -14,6 +14,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RATE_LIMITED = 4429  # too many connects: the user's API rate (evaluations/api/throttling.py)
+CLOSE_TRY_AGAIN = 1013  # the database or Redis cannot be reached just now (RFC 6455's "Try Again Later")
 
 # Frames stay within 64 KiB (daphne resets a connection at 1 MiB): base64 grows data by 4/3, and
 # the JSON envelope needs a little room.

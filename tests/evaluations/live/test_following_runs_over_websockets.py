@@ -297,6 +297,36 @@ async def test_an_unknown_websocket_path_closes_with_4404(browser_headers, path)
     assert await close_code(path, browser_headers) == 4404
 
 
+def unreachable(*args, **kwargs):
+    from django.db import OperationalError
+
+    raise OperationalError("couldn't get a connection after 2.00 sec")  # the web's pool, exhausted
+
+
+async def test_a_connect_while_the_database_is_unreachable_is_told_to_try_again(
+    token_headers, browser_headers, running_run, monkeypatch
+):
+    from evaluations.runs import selectors
+
+    monkeypatch.setattr(selectors, "run_get_visible", unreachable)
+    for headers in (token_headers, browser_headers):
+        assert await close_code(f"/ws/runs/{running_run.pk}/", headers) == 1013  # not an HTTP 500
+
+
+async def test_a_token_or_session_read_while_the_database_is_unreachable_is_told_to_try_again(
+    token_headers, browser_headers, running_run, monkeypatch
+):
+    from channels import auth as channels_auth
+
+    from evaluations.accounts import tokens
+
+    monkeypatch.setattr(tokens, "token_user", unreachable)
+    monkeypatch.setattr(channels_auth.get_user, "func", unreachable)
+    for headers in (token_headers, browser_headers):
+        assert await close_code(f"/ws/runs/{running_run.pk}/", headers) == 1013
+        assert await close_code("/ws/runs/", headers) == 1013
+
+
 @pytest.fixture
 def two_running_runs(user, make_run):
     return make_run(user, status="running"), make_run(user, status="running")
