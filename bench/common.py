@@ -6,6 +6,7 @@ name would shadow the `sandbox` package), and imports this module from there.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -96,6 +97,13 @@ def target_table(rows: list[tuple[str, str, str, str]]) -> str:
     for label, measured, target, verdict in rows:
         lines.append(f"{label:{widths[0]}}  {measured:>{widths[1]}}  {target:{widths[2]}}  {verdict}".rstrip())
     return "\n".join(lines)
+
+
+def write_result(path: Path, result: dict) -> None:
+    """A benchmark's JSON result (bench/results/ is git-ignored), and say where it went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
 
 
 def loadavg() -> str:

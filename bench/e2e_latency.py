@@ -48,7 +48,17 @@ sys.path.insert(0, str(REPO_ROOT))
 import base64  # noqa: E402
 
 import requests  # noqa: E402
-from common import PYTHON3, BenchError, add_stack_options, attempt, loadavg, machine_info, summary, summary_row  # noqa: E402
+from common import (  # noqa: E402
+    PYTHON3,
+    BenchError,
+    add_stack_options,
+    attempt,
+    loadavg,
+    machine_info,
+    summary,
+    summary_row,
+    write_result,
+)
 from raw_runsc import RawRunsc  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
@@ -365,9 +375,7 @@ def main() -> int:
         },
         "raw_seconds": {k: [round(v, 6) for v in vals] for k, vals in samples.items()},
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

@@ -48,7 +48,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import BenchError, add_stack_options, loadavg, machine_info, percentile  # noqa: E402
+from common import BenchError, add_stack_options, loadavg, machine_info, percentile, write_result  # noqa: E402
 from e2e_latency import prepare_site  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
@@ -654,9 +654,7 @@ def main() -> int:
         print(f"  clock check: {name}: {'ok' if check else 'FAILED'}")
     overall = all(t["passed"] for t in targets.values())
     print(f"overall: {'PASS' if overall else 'FAIL'}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     if args.append_readme:
         print(f"appended to {append_readme(result, text)}")
     return 0

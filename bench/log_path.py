@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))  # ahead of bench/: bench/sandbox.py must not shadow `sandbox`
 
 import psycopg  # noqa: E402
-from common import BenchError, add_stack_options, loadavg, machine_info  # noqa: E402
+from common import BenchError, add_stack_options, loadavg, machine_info, write_result  # noqa: E402
 
 from sandbox.contract import MiB  # noqa: E402
 from sandbox.engine import EngineConfig  # noqa: E402
@@ -240,9 +239,7 @@ def main() -> int:
     text += f"\n(medians of {args.rounds} rounds; flood runs ended {', '.join(statuses)}; "
     text += f"client and store got the whole cap every time: {'yes' if complete else 'NO'})"
     print(text)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0 if complete else 1
 
 

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import json
 import os
 import random
 import resource
@@ -67,6 +66,7 @@ from common import (  # noqa: E402
     paired_difference,
     summary,
     summary_row,
+    write_result,
 )
 from raw_runsc import RawRunsc  # noqa: E402
 
@@ -1170,9 +1170,7 @@ def main() -> int:
         "failed_samples_retried": failures,
         "raw_seconds": {k: [round(v, 6) for v in vals] for k, vals in lat.items()},
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

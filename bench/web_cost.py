@@ -31,7 +31,7 @@ if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve() and VENV_PYTHON
 sys.path.insert(0, str(REPO_ROOT))
 
 import requests  # noqa: E402
-from common import BenchError, add_stack_options, git_describe, loadavg  # noqa: E402
+from common import BenchError, add_stack_options, git_describe, loadavg, write_result  # noqa: E402
 from load import DEFAULT_PG_URL, PostgresDatabase, manage  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
@@ -207,9 +207,7 @@ def main() -> int:
         "loadavg_at_end": loadavg(),
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 
