@@ -148,12 +148,13 @@ def test_a_reader_sees_a_growing_prefix_while_a_worker_writes(user, make_run) ->
     threading.Thread(target=write).start()
     got = bytearray()
     reads = 0
-    while not done.is_set() or len(got) < len(data):
+    while True:
+        finished = done.is_set()  # before the read: the writer may store its last bytes meanwhile
         chunk = logstore.log_read(run, "stdout", len(got), 4096)
         assert chunk == data[len(got) : len(got) + len(chunk)]  # never a gap, never a byte twice
         got += chunk
         reads += 1
-        if done.is_set() and not chunk:
+        if finished and not chunk:
             break
     assert not failures, failures
     assert bytes(got) == data and reads > 10
