@@ -151,6 +151,8 @@ class ExecRequest:
         for key in self.env:
             if not key or "=" in key or "\0" in key or "\0" in self.env[key]:
                 raise InvalidRequest("env", f"invalid variable name or value: {key!r}")
+        if any("\0" in arg for arg in self.argv):
+            raise InvalidRequest("argv", "NUL bytes are not allowed in arguments")  # no command line can carry one
         object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         object.__setattr__(self, "argv", tuple(self.argv))

@@ -26,10 +26,11 @@ from sandbox.janitor import Janitor
 from sandbox.launcher import Launcher
 
 READY = b"crucible-init: ready\n"  # what sandbox/guest/crucible-init prints once it waits for its job
-INIT_COMMAND = ["/usr/bin/python3", "-S", "-I", "-B", f"{GUEST_MOUNT}/crucible-init"]
-# Booted so, in the programs' own environment, the init imports common modules before its run and
-# may run the program in its own interpreter (crucible-init; docs/sandbox.md).
-PRELOAD_INIT_COMMAND = ["/usr/bin/python3", "-u", f"{GUEST_MOUNT}/crucible-init", "--preload"]
+# Booted in the fixed part of every program's environment, the init runs the program in its own
+# interpreter, as `python3 -u main.py` would (crucible-init; docs/sandbox.md).
+INIT_COMMAND = ["/usr/bin/python3", "-u", f"{GUEST_MOUNT}/crucible-init"]
+# The same, having imported common modules before its run.
+PRELOAD_INIT_COMMAND = [*INIT_COMMAND, "--preload"]
 # Python reads these as it starts, so a run that sets one gets an interpreter of its own.
 STARTUP_VARIABLE_PREFIXES = ("PYTHON", "LC_")
 STARTUP_VARIABLES = frozenset({"LANG", "LANGUAGE", "TZ", "HOME", "TMPDIR", "PATH"})
@@ -78,22 +79,26 @@ CEILING_RLIMITS = rlimits(
 
 def preloadable(request: ExecRequest) -> bool:
     """Whether this request's program runs in a preloaded interpreter, given one (docs/sandbox.md)."""
-    if not request.preload or request.limits.memory_bytes < PRELOAD_MIN_MEMORY_BYTES:
-        return False
+    return request.preload and request.limits.memory_bytes >= PRELOAD_MIN_MEMORY_BYTES and in_process(request)
+
+
+def in_process(request: ExecRequest) -> bool:
+    """Whether the init's interpreter can be the program's: not when it sets what Python reads as it starts."""
     return not any(k.startswith(STARTUP_VARIABLE_PREFIXES) or k in STARTUP_VARIABLES for k in request.env)
 
 
-def job_for(request: ExecRequest, *, in_process: bool = False) -> bytes:
-    """The job crucible-init reads: a 4-byte big-endian length, then JSON."""
-    job = json.dumps(
-        {
-            "argv": python_command(request),
-            "env": guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT),
-            "cwd": CODE_MOUNT,
-            "rlimits": rlimits(request.limits),
-            "in_process": in_process,
-        }
-    ).encode()
+def job_for(request: ExecRequest) -> bytes:
+    """The job crucible-init reads: a 4-byte big-endian length, then NUL-separated fields, so that it
+    imports no parser (json alone took ~20 ms under gVisor): in_process, cwd, the count of rlimits
+    and their name/value pairs, the count of argv and argv, then NAME=value for the environment.
+    The contract keeps NUL out of argv and the environment."""
+    argv = python_command(request)
+    env = guest_environment(request, home="/tmp", guest_dir=GUEST_MOUNT)
+    limits = rlimits(request.limits)
+    fields = ["1" if in_process(request) else "0", CODE_MOUNT, str(len(limits))]
+    fields += [str(item) for pair in limits for item in pair]
+    fields += [str(len(argv)), *argv, *(f"{name}={value}" for name, value in env.items())]
+    job = "\0".join(fields).encode("utf-8", "surrogatepass")
     return len(job).to_bytes(4, "big") + job
 
 
@@ -136,7 +141,7 @@ class PooledSandbox(Launcher):
         """Send the job and then the run's stdin (from a thread: the program may never read it)."""
         stdin = self.proc.stdin
         assert stdin is not None
-        data = job_for(request, in_process=self.key.preload) + request.stdin
+        data = job_for(request) + request.stdin
 
         def feed() -> None:
             try:

@@ -461,11 +461,7 @@ def pooled_oci_spec(key: PoolKey, rootfs: Path, code_dir: Path) -> dict[str, Any
     run's own when the job comes (sandbox/pool.py)."""
     limits = Limits(memory_bytes=int(LIMIT_SPECS["memory_bytes"].maximum), tmp_bytes=key.tmp_bytes)
     spec = oci_spec(ExecRequest(files={"main.py": b""}, image=key.image, limits=limits), rootfs, code_dir)
-    if key.preload:
-        spec["process"]["args"] = PRELOAD_INIT_COMMAND  # the environment stays oci_spec's fixed one
-    else:
-        spec["process"]["args"] = INIT_COMMAND
-        spec["process"]["env"] = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"]
+    spec["process"]["args"] = PRELOAD_INIT_COMMAND if key.preload else INIT_COMMAND  # oci_spec's fixed environment
     spec["process"]["rlimits"] = _oci_rlimits(CEILING_RLIMITS)
     return spec
 

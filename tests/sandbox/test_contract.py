@@ -212,6 +212,12 @@ def test_it_rejects_invalid_environment_variables(env: dict[str, str]) -> None:
     assert info.value.field == "env"
 
 
+def test_it_rejects_an_argument_with_a_nul() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        ExecRequest(files={"main.py": b""}, argv=("ok", "a\0b"))
+    assert info.value.field == "argv"
+
+
 def test_a_request_does_not_alias_the_callers_mutable_inputs() -> None:
     files = {"main.py": b"print(1)"}
     env = {"A": "1"}

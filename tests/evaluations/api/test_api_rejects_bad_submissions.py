@@ -78,6 +78,9 @@ CASES: dict[str, Bad] = {
     "name with a lone surrogate": Bad(raw('{"code": "print(1)", "name": "x\\udfff"}'), "name"),
     "name with a NUL": Bad(as_json({"code": "print(1)", "name": "a\x00b"}), "name"),
     "name over 200 characters": Bad(as_json({"code": "print(1)", "name": "n" * 201}), "name", ("200",)),
+    "argv with a NUL": Bad(as_json({"code": "print(1)", "argv": ["a\x00b"]}), "argv", ("NUL",)),
+    "argv line with a NUL": Bad(as_json({"code": "print(1)", "argv": "a \x00b"}), "argv", ("NUL",)),
+    "argv with a lone surrogate": Bad(raw('{"code": "print(1)", "argv": ["\\ud800"]}'), "argv"),
     "code that is not a string": Bad(as_json({"code": ["print(1)"]}), "code"),
     "code that is null": Bad(as_json({"code": None}), "code"),
     # Uploads.
