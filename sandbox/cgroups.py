@@ -23,6 +23,9 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 # runsc. Processes are limited by RLIMIT_NPROC inside the sandbox; this is only a backstop.
 PIDS_BACKSTOP = 8192
 CFS_PERIOD_US = 100_000
+# A booted sandbox waiting for its run may use this much CPU per period: idle, gVisor's systrap
+# platform still burns ~40 ms a second; a kill still takes effect within one period.
+HOLD_QUOTA_US = 1000
 # An empty run cgroup this young may be another state dir's run whose process has yet to join it.
 ORPHAN_MIN_AGE_SECONDS = 10.0
 
@@ -105,6 +108,17 @@ class RunCgroup:
                 _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
         except OSError as exc:
             self.remove()
+            raise _unusable(exc) from exc
+
+    def hold_cpu(self) -> None:
+        """Keep what waits in the cgroup to a trickle of CPU until set_limits() gives the run its own."""
+        try:
+            if self.version == "v1":
+                _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
+                _write(self.dirs["cpu"] / "cpu.cfs_quota_us", HOLD_QUOTA_US)
+            else:
+                _write(self.dirs["unified"] / "cpu.max", f"{HOLD_QUOTA_US} {CFS_PERIOD_US}")
+        except OSError as exc:
             raise _unusable(exc) from exc
 
     @property

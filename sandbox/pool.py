@@ -128,6 +128,7 @@ class PooledSandbox(Launcher):
             workdirs.write_private(self.workdir / "config.json", json.dumps(spec(code)).encode())
             self.go(keep_stdin=True)
             self._await_ready()
+            self.cgroup.hold_cpu()
         except BaseException:
             self.discard()
             raise

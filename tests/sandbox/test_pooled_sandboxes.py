@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import cgroups
 from sandbox.contract import ExecRequest, ExecResult, Limits, MiB, Status
 from sandbox.runsc import RunscEngine
 from tests.sandbox.conftest import EngineFactory
@@ -112,6 +113,23 @@ def test_the_program_gets_its_own_limits_not_the_pools_ceilings(new_engine: Engi
         [33, 33],
         [5 * MiB, 5 * MiB],
     ]
+
+
+def test_a_waiting_sandbox_gets_a_trickle_of_cpu_and_its_run_the_whole_quota(new_engine: EngineFactory) -> None:
+    engine = pooled_engine(new_engine)
+    [waiting] = engine.warm_run_ids()
+    cgroup = cgroups.RunCgroup(engine.config.cgroup_parent, waiting)
+    before = cgroup.stats().cpu_seconds or 0.0
+    time.sleep(2)
+    idle = (cgroup.stats().cpu_seconds or 0.0) - before
+    spin = "import time\nend = time.monotonic() + 1\nwhile time.monotonic() < end: pass\nprint(time.process_time())"
+
+    result = run(engine, spin)
+
+    held = 2 * cgroups.HOLD_QUOTA_US / cgroups.CFS_PERIOD_US  # CPU seconds the hold allows in 2 s
+    assert idle <= held * 1.5 + 0.005, f"{idle:.3f} s of CPU in 2 s of waiting"
+    assert result.timings.pooled and result.status is Status.SUCCEEDED, result
+    assert float(result.stdout.data) >= 0.6, "the run was still held"  # 1 s of spinning on a whole core
 
 
 def test_stdin_reaches_the_program_byte_exact_even_when_it_never_reads_it(new_engine: EngineFactory) -> None:
