@@ -51,16 +51,22 @@ def transition(run_id: int, from_status: str, *, where: dict[str, Any] | None = 
     return changed
 
 
-def publish_status_on_commit(run_id: int) -> None:
+def publish_status_on_commit(run_id: int, *, created: Run | None = None) -> None:
+    """Once committed, send the run's status to its page and run lists. `created`: the instance the
+    caller answers with, given the queue state sent, so that its answer need not look again."""
+
     def publish() -> None:
         run = Run.objects.select_related("submission").filter(pk=run_id).first()
         if run is not None:
+            payload = selectors.run_status_payload(run=run)
             publisher.publish_status(
                 run_id=run_id,
                 owner_id=run.submission.owner_id,
-                payload=selectors.run_status_payload(run=run),
+                payload=payload,
                 list_groups=run_list_audience(run=run),
             )
+            if created is not None and run.status == created.status:
+                created.queue_state = (payload["queue_position"], payload["waiting"])
 
     transaction.on_commit(publish)
 

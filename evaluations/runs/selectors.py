@@ -90,6 +90,9 @@ def run_queue_state(*, run: Run) -> tuple[int | None, str | None]:
     workers_unavailable) or for one of its owner's running runs to end (their concurrent-run quota)."""
     if run.status != RunStatus.QUEUED:
         return None, None
+    known = getattr(run, "queue_state", None)  # what its status said as it was committed
+    if known is not None:
+        return known
     queues = scheduling.owner_queues()
     waiting = workers_unavailable() or scheduling.quota_waits(queues=queues).get(run.submission.owner_id)
     return scheduling.expected_position(run=run, queues=queues), waiting

@@ -182,7 +182,7 @@ def _run_create(*, submission: Submission, limits: sandbox.Limits) -> Run:
     )
     log_bind(run_id=run.pk)  # the rest of this request is about the new run
     lifecycle.run_send_on_commit(run.pk)
-    lifecycle.publish_status_on_commit(run.pk)  # open run lists show it while it waits
+    lifecycle.publish_status_on_commit(run.pk, created=run)  # open run lists show it while it waits
     return run
 
 

@@ -67,3 +67,15 @@ def test_reading_a_queued_run_costs_the_same_few_queries_however_many_users_wait
 
     assert queries_to_read() == alone
     assert alone <= MOST_QUERIES_TO_READ_A_QUEUED_RUN
+
+
+@pytest.mark.django_db(transaction=True)  # committed as in production: the status is sent before the answer
+@pytest.mark.usefixtures("no_worker")
+def test_the_201_answers_with_the_queue_state_its_status_message_sent(api_client) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.post(SUBMIT, {"code": "print(1)"}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["queue_position"] == 0
+    looks_at_the_queues = [q for q in queries if "AS \"queued\"" in q["sql"]]  # scheduling.owner_queues
+    assert len(looks_at_the_queues) == 1
