@@ -117,10 +117,16 @@ DATABASE_URL = env_str("CRUCIBLE_DATABASE_URL", f"sqlite:///{VAR_DIR / 'crucible
 # own, and a persistent connection per thread piles up until the server refuses more.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 # The web process (daphne loads these settings while importing asgi.py) borrows PostgreSQL
-# connections from a pool instead: opening one per request was a tenth of its CPU under load. Not
-# workers: Celery's prefork fixup closes the pool after every task. Checked on borrow: a restarted
-# server heals.
+# connections from a pool instead: opening one per request was a tenth of its CPU under load. Checked
+# on borrow: a restarted server heals. A worker's pool children make pools of their own after the
+# fork (evaluations/runs/worker.py), of DB_WORKER_POOL.
 DB_POOL_SIZE = env_int("CRUCIBLE_DB_POOL_SIZE", 10)
+DB_WORKER_POOL = {
+    "min_size": 1,
+    "max_size": 8,  # a run's task, its watch and its output flusher each hold one while they work
+    "timeout": 2,
+    "max_idle": 60,
+}
 if (
     DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     and DB_POOL_SIZE > 0
@@ -317,6 +323,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The worker's start-up checks, recovery, heartbeat and shutdown (signal handlers).
 CELERY_IMPORTS = ["evaluations.runs.worker"]
+# Celery's Django fixup closes a pool child's database pool after every task unless told to reuse
+# it: it does so every this many tasks. worker.py returns the task's connection after each task.
+CELERY_DB_REUSE_MAX = 500
 
 CHANNEL_LAYERS = {
     "default": {

@@ -1,20 +1,26 @@
-"""The web borrows PostgreSQL connections from a pool (settings: the web process only): requests
-reuse the connections it holds instead of opening one each, and after a PostgreSQL restart the
+"""The web and the worker's pool children borrow PostgreSQL connections from pools: requests and
+runs reuse the connections held instead of opening one each, and after a PostgreSQL restart the
 dead ones are replaced by themselves. Here for the faults' private PostgreSQL, which it restarts."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.faults.support import program
+
 pytestmark = pytest.mark.faults
 
-WEB_BACKENDS = (
-    "SELECT pid FROM pg_stat_activity WHERE application_name = 'crucible-web' AND datname = current_database()"
-)
+BACKENDS = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+SESSIONS = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+RUNS = 8
 
 
 def web_backends(faults) -> set[int]:
-    return {row["pid"] for row in faults.sql(WEB_BACKENDS)}
+    return {row["pid"] for row in faults.sql(BACKENDS, "crucible-web")}
+
+
+def worker_backends(faults) -> set[int]:
+    return {row["pid"] for row in faults.sql(BACKENDS, "crucible-worker")}
 
 
 def test_requests_reuse_the_webs_pooled_connections_across_a_restart(faults):
@@ -41,4 +47,34 @@ def test_requests_reuse_the_webs_pooled_connections_across_a_restart(faults):
     answers = [faults.api.get("/api/v1/runs/").status_code for _ in range(5)]
     assert answers == [200] * 5, answers
     assert not web_backends(faults) & held, "connections from before the restart cannot be alive"
+    faults.check_end_state()
+
+
+def test_runs_reuse_the_workers_pooled_connections_across_a_restart(faults):
+    faults.stack(workers=1)
+    for i in range(2):
+        assert faults.api.wait(faults.api.submit(program(f"print({i})\n")), timeout=60)["status"] == "succeeded"
+    held = worker_backends(faults)
+    assert held, "no connection of the worker stays open between runs"
+    sessions = faults.sql(SESSIONS)[0]["sessions"]
+
+    for i in range(RUNS):
+        assert faults.api.wait(faults.api.submit(program(f"print({i})\n")), timeout=60)["status"] == "succeeded"
+    opened = faults.sql(SESSIONS)[0]["sessions"] - sessions
+    assert held & worker_backends(faults), f"{RUNS} runs replaced every pooled connection of the worker"
+    # Each run's task, watch and output flusher opened one apiece before the pool (24 here); the rest
+    # are this test's own queries, the heartbeat's and the reconciler's.
+    assert opened <= RUNS, f"{opened} sessions opened for {RUNS} runs"
+
+    faults.pg.stop(mode="fast")
+    faults.pg.start()
+    faults.api.outage = True  # the web's first borrow after the restart may answer 503
+    answer = faults.api.submit_request(program("print('after')\n"))
+    if answer.status_code == 503:
+        answer = faults.api.submit_request(program("print('after')\n"))
+    faults.api.outage = False
+    assert answer.status_code == 201, answer.text
+    run = faults.api.wait(answer.json()["id"], timeout=60)
+    assert (run["status"], run["stdout"]) == ("succeeded", "after\n"), run
+    assert not worker_backends(faults) & held, "connections from before the restart cannot be alive"
     faults.check_end_state()
