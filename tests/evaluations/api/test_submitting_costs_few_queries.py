@@ -77,5 +77,5 @@ def test_the_201_answers_with_the_queue_state_its_status_message_sent(api_client
 
     assert response.status_code == 201, response.content
     assert response.json()["queue_position"] == 0
-    looks_at_the_queues = [q for q in queries if "AS \"queued\"" in q["sql"]]  # scheduling.owner_queues
+    looks_at_the_queues = [q for q in queries if 'AS "queued"' in q["sql"]]  # scheduling.owner_queues
     assert len(looks_at_the_queues) == 1
