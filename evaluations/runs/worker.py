@@ -101,11 +101,15 @@ def _child_stop_requested(signum, frame) -> None:
     _stop_requested.set()
 
 
+_in_pool_process = threading.Event()  # set in a worker's pool processes, where tasks run
+
+
 @worker_process_init.connect
 def pool_database_connections(**kwargs) -> None:
     # A run's task, watch and output flusher each used to open a PostgreSQL connection of their own
     # (~5 ms of CPU each, server side included): this child's threads borrow from a pool made after
     # the fork instead (Django's pool checks each connection it lends: a restarted server heals).
+    _in_pool_process.set()
     database = settings.DATABASES["default"]
     if database["ENGINE"] != "django.db.backends.postgresql" or settings.DB_POOL_SIZE <= 0:
         return
@@ -117,10 +121,10 @@ def pool_database_connections(**kwargs) -> None:
 
 @task_prerun.connect
 @task_postrun.connect
-def return_database_connections(sender=None, **kwargs) -> None:
+def return_database_connections(**kwargs) -> None:
     # Each task starts and ends without a connection: back to the pool, or closed without one. Not
-    # a task run in the caller's process, whose connection is the caller's.
-    if not getattr(getattr(sender, "request", None), "is_eager", False):
+    # elsewhere (a task run in its caller's process), where the connection is the caller's.
+    if _in_pool_process.is_set():
         db.close_old_connections()
 
 
