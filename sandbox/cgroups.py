@@ -99,13 +99,11 @@ class RunCgroup:
                 mem = self.dirs["memory"]
                 _write(mem / "memory.limit_in_bytes", memory_bytes)
                 _try_write(mem / "memory.memsw.limit_in_bytes", memory_bytes)
-                _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
-                _write(self.dirs["cpu"] / "cpu.cfs_quota_us", quota)
             else:
                 d = self.dirs["unified"]
                 _write(d / "memory.max", memory_bytes)
                 _try_write(d / "memory.swap.max", 0)
-                _write(d / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+            self._write_cpu_quota(quota)
         except OSError as exc:
             self.remove()
             raise _unusable(exc) from exc
@@ -113,13 +111,16 @@ class RunCgroup:
     def hold_cpu(self) -> None:
         """Keep what waits in the cgroup to a trickle of CPU until set_limits() gives the run its own."""
         try:
-            if self.version == "v1":
-                _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
-                _write(self.dirs["cpu"] / "cpu.cfs_quota_us", HOLD_QUOTA_US)
-            else:
-                _write(self.dirs["unified"] / "cpu.max", f"{HOLD_QUOTA_US} {CFS_PERIOD_US}")
+            self._write_cpu_quota(HOLD_QUOTA_US)
         except OSError as exc:
             raise _unusable(exc) from exc
+
+    def _write_cpu_quota(self, quota_us: int) -> None:
+        if self.version == "v1":
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", quota_us)
+        else:
+            _write(self.dirs["unified"] / "cpu.max", f"{quota_us} {CFS_PERIOD_US}")
 
     @property
     def procs_files(self) -> list[str]:

@@ -457,11 +457,11 @@ def oci_spec(request: ExecRequest, rootfs: Path, code_dir: Path) -> dict[str, An
 
 def pooled_oci_spec(key: PoolKey, rootfs: Path, code_dir: Path) -> dict[str, Any]:
     """A pooled sandbox's bundle: the run's spec, but PID 1 is crucible-init with the highest limits
-    and no environment of a run's (preloading, the fixed part every program's has); it applies the
-    run's own when the job comes (sandbox/pool.py)."""
+    and only the fixed part of every program's environment; it applies the run's own when the job
+    comes (sandbox/pool.py)."""
     limits = Limits(memory_bytes=int(LIMIT_SPECS["memory_bytes"].maximum), tmp_bytes=key.tmp_bytes)
     spec = oci_spec(ExecRequest(files={"main.py": b""}, image=key.image, limits=limits), rootfs, code_dir)
-    spec["process"]["args"] = PRELOAD_INIT_COMMAND if key.preload else INIT_COMMAND  # oci_spec's fixed environment
+    spec["process"]["args"] = PRELOAD_INIT_COMMAND if key.preload else INIT_COMMAND
     spec["process"]["rlimits"] = _oci_rlimits(CEILING_RLIMITS)
     return spec
 
