@@ -357,6 +357,11 @@ CRUCIBLE_RUNSC_PATH = env_str("CRUCIBLE_RUNSC_PATH", "runsc")
 CRUCIBLE_SANDBOX_POOL_SIZE = env_int("CRUCIBLE_SANDBOX_POOL_SIZE", 2)
 # Pooled sandboxes import common modules ahead of their run (docs/sandbox.md, "Pooled sandboxes").
 CRUCIBLE_SANDBOX_POOL_PRELOAD = env_bool("CRUCIBLE_SANDBOX_POOL_PRELOAD", True)
+# All sandboxes of a host together, against each process outside them, for the CPU scheduler
+# (cgroup v2's cpu.weight scale: a process weighs 100): under load the web and the database go first.
+CRUCIBLE_SANDBOXES_CPU_WEIGHT = env_int("CRUCIBLE_SANDBOXES_CPU_WEIGHT", 10)
+if not 1 <= CRUCIBLE_SANDBOXES_CPU_WEIGHT <= 10_000:
+    raise ImproperlyConfigured("CRUCIBLE_SANDBOXES_CPU_WEIGHT must be 1 to 10000 (cgroup v2's cpu.weight scale)")
 # For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.docker.daemon starts one).
 CRUCIBLE_DOCKER_URL = env_str("CRUCIBLE_DOCKER_URL", "unix:///var/run/docker.sock")
 CRUCIBLE_IMAGES_DIR = Path(env_str("CRUCIBLE_IMAGES_DIR", str(VAR_DIR / "images")))

@@ -205,6 +205,21 @@ class RunCgroup:
         )
 
 
+def parent_weigh(parent: str, cpu_weight: int) -> None:
+    """Make `parent` (if need be) and give the runs under it, together, `cpu_weight` (cgroup v2's
+    scale, 1-10000; v1's cpu.shares is 10.24 times it) against each process outside it."""
+    try:
+        if layout() == "v1":
+            cpu = CGROUP_ROOT / "cpu" / parent
+            cpu.mkdir(parents=True, exist_ok=True)
+            _write(cpu / "cpu.shares", max(2, round(cpu_weight * 1024 / 100)))
+        else:
+            _enable_v2_controllers(CGROUP_ROOT / parent)
+            _write(CGROUP_ROOT / parent / "cpu.weight", cpu_weight)
+    except OSError as exc:
+        raise _unusable(exc) from exc
+
+
 def leftover_names(parent: str) -> list[str]:
     """Names of run cgroups under `parent` (for the start-up sweep)."""
     bases = [CGROUP_ROOT / c / parent for c in V1_CONTROLLERS] if layout() == "v1" else [CGROUP_ROOT / parent]

@@ -36,6 +36,9 @@ class EngineConfig:
     runsc_path: str = "runsc"
     platform: str = "auto"  # systrap when this runsc has it, else ptrace
     cgroup_parent: str = "crucible"
+    # The CPU scheduler's weight of all the engine's sandboxes together, on cgroup v2's scale (each
+    # process outside them weighs 100): on a busy host the web, the worker and the database go first.
+    sandboxes_cpu_weight: int = 10
     # The subprocess engine is NOT a sandbox; it refuses to run unless this is set (development only).
     allow_subprocess: bool = False
     # The dockerd the docker engine talks to (it must have runsc registered as a runtime).
@@ -62,6 +65,8 @@ class EngineConfig:
         # images_dir made every run fail with runsc's opaque "cannot read client sync file: EOF".
         object.__setattr__(self, "images_dir", Path(self.images_dir).absolute())
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+        if not 1 <= self.sandboxes_cpu_weight <= 10_000:
+            raise ValueError(f"sandboxes_cpu_weight must be 1 to 10000, not {self.sandboxes_cpu_weight}")
 
 
 @dataclass(frozen=True)

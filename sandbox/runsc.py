@@ -173,7 +173,7 @@ class RunscEngine(ExecutionEngine):
 
     def _new_launcher(self) -> Launcher:
         self.check_binary()
-        return Launcher(self.config.state_dir, self.config.cgroup_parent, self.runsc_flags(), self._janitor)
+        return Launcher(self.config.state_dir, self._cgroup_parent(), self.runsc_flags(), self._janitor)
 
     def _pool(self, key: PoolKey) -> LauncherPool | None:
         """The pool of sandboxes booted for `key`; the least recently used of more than
@@ -191,6 +191,11 @@ class RunscEngine(ExecutionEngine):
             p.close()
         return pool
 
+    def _cgroup_parent(self) -> str:
+        # Weighed again for each sandbox: a parent removed meanwhile would come back at full weight.
+        cgroups.parent_weigh(self.config.cgroup_parent, self.config.sandboxes_cpu_weight)
+        return self.config.cgroup_parent
+
     def _pool_has_room(self) -> bool:
         """Room under pool_memory_bytes for one more pooled sandbox, as large as the largest idle one."""
         with self._pools_lock:
@@ -203,7 +208,7 @@ class RunscEngine(ExecutionEngine):
         rootfs = image_named(self.config.images_dir, key.image).rootfs
         return PooledSandbox(
             self.config.state_dir,
-            self.config.cgroup_parent,
+            self._cgroup_parent(),
             self.runsc_flags(),
             self._janitor,
             key=key,

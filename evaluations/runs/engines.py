@@ -33,6 +33,7 @@ def engine_from_settings() -> sandbox.ExecutionEngine:
         runsc_path=settings.CRUCIBLE_RUNSC_PATH,
         pool_size=settings.CRUCIBLE_SANDBOX_POOL_SIZE,
         pool_preload=settings.CRUCIBLE_SANDBOX_POOL_PRELOAD,
+        sandboxes_cpu_weight=settings.CRUCIBLE_SANDBOXES_CPU_WEIGHT,
         docker_url=settings.CRUCIBLE_DOCKER_URL,
     )
     return _engine(settings.CRUCIBLE_SANDBOX_ENGINE, config)

@@ -210,6 +210,7 @@ class DockerEngine(ExecutionEngine):
         try:
             code = workdirs.write_code(workdir, request, reader=SANDBOX_UID)
             workdir.chmod(0o711)  # runsc's gofer reads code/ on the sandbox's behalf
+            cgroups.parent_weigh(self.cgroup_parent, self.config.sandboxes_cpu_weight)
             cgroup.create(
                 memory_bytes=request.limits.memory_bytes + SENTRY_OVERHEAD_BYTES, cpu_cores=request.limits.cpu_cores
             )
