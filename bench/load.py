@@ -494,6 +494,8 @@ class MemorySampler(threading.Thread):
 
 TICK = os.sysconf("SC_CLK_TCK")
 LATE_SECONDS = 10.0  # how long a follower reads on after a terminal status that came before all output
+# How long the run lists may take, once every run has ended, to report the last ends before they close.
+LIST_CATCH_UP_SECONDS = 15.0
 
 
 def tree_cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
@@ -632,6 +634,9 @@ class Live:
         _, pending = await asyncio.wait(self.follower_tasks, timeout=60)
         for task in pending:
             task.cancel()
+        deadline = time.monotonic() + LIST_CATCH_UP_SECONDS
+        while time.monotonic() < deadline and not set(self.runs) <= set().union(*(u.ended for u in self.users)):
+            await asyncio.sleep(0.1)
         for task in self.list_tasks:
             task.cancel()
         await asyncio.gather(*self.list_tasks, *pending, return_exceptions=True)
