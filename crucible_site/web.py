@@ -1,15 +1,23 @@
 """The web process: daphne, refusing request bodies over CRUCIBLE_MAX_REQUEST_BYTES before reading them.
 
-    python -m crucible_site.web -b 127.0.0.1 -p 8000 crucible_site.asgi:application   (daphne's options)
+    python -m crucible_site.web [--processes N] -b 127.0.0.1 -p 8000 crucible_site.asgi:application
 
 Plain daphne spools a whole body to a temporary file before any Django code runs; here the 413 goes
-out as soon as the Content-Length (or the chunked body so far) is over the limit.
+out as soon as the Content-Length (or the chunked body so far) is over the limit. One process runs
+Python on one core at a time: `--processes N` binds the port once and runs N daphnes that accept on it.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import io
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 
 import daphne.server
 from daphne.cli import CommandLineInterface
@@ -108,7 +116,89 @@ class BodyLimitedHTTPFactory(HTTPFactory):
 WEBSOCKET_CONNECT_SECONDS = 30
 
 
+# A child that exits this soon after its start, this many times in a row, ends the group: a web that
+# cannot start (a bad setting) must fail where its supervisor sees it, not be started forever.
+QUICK_EXIT_SECONDS = 10.0
+QUICK_EXITS = 3
+STOP_SECONDS = 15.0  # within the systemd unit's TimeoutStopSec (docs/deploy.md)
+_PARENT_ENV = "CRUCIBLE_WEB_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def serve_in_processes(processes: int, argv: list[str]) -> int:
+    """Bind -b/-p once and run `processes` daphnes accepting on that socket (the kernel gives each
+    connection to one of them). A child that dies is started again; SIGTERM or SIGINT stops them all."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-b", "--bind", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=8000)
+    where, rest = parser.parse_known_args(argv)
+    if ":" in where.bind:  # daphne adopts inherited sockets as IPv4 only
+        sys.exit("--processes: bind an IPv4 address (-b 127.0.0.1) and let the proxy in front speak IPv6")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((where.bind, where.port))
+    listener.listen(1024)
+    command = [sys.executable, "-m", "crucible_site.web", "--fd", str(listener.fileno()), *rest]
+    env = {**os.environ, _PARENT_ENV: str(os.getpid())}
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+
+    def start() -> tuple[subprocess.Popen, float]:
+        return subprocess.Popen(command, env=env, pass_fds=(listener.fileno(),)), time.monotonic()
+
+    children = [start() for _ in range(processes)]
+    quick = 0
+    status = 0
+    while not stopping:
+        time.sleep(0.2)
+        for i, (child, started) in enumerate(children):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            quick = quick + 1 if time.monotonic() - started < QUICK_EXIT_SECONDS else 0
+            if quick >= QUICK_EXITS:
+                print(
+                    f"web: process {child.pid} exited with {code} right after starting, {quick} times: stopping",
+                    file=sys.stderr,
+                )
+                stopping.append(0)
+                status = 1
+                break
+            print(f"web: process {child.pid} exited with {code}; starting another", file=sys.stderr, flush=True)
+            children[i] = start()
+    for child, _ in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for child, _ in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return status
+
+
+def _die_with_parent() -> None:
+    """A child of serve_in_processes: ends when its parent does, even a SIGKILLed one."""
+    parent = int(os.environ.pop(_PARENT_ENV))
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(1)
+
+
 def main() -> None:
+    processes_arg = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    processes_arg.add_argument("--processes", type=int, default=1)
+    known, argv = processes_arg.parse_known_args(sys.argv[1:])
+    if known.processes < 1:
+        sys.exit("--processes must be 1 or more")
+    if known.processes > 1:
+        sys.exit(serve_in_processes(known.processes, argv))
+    sys.argv[1:] = argv
+    if _PARENT_ENV in os.environ:
+        _die_with_parent()
     make_private()
     # daphne's Server.run() builds its factory from this module-level name.
     daphne.server.HTTPFactory = BodyLimitedHTTPFactory

@@ -176,6 +176,7 @@ class Stack:
     workers: how many workers start with the stack (0: none; `start_worker` adds them later).
     reconciler: also start `manage.py reconcile` (its readiness is not awaited, only that it runs).
     web_env: laid over `env` for daphne only (e.g. a var dir of its own, as on a host of its own).
+    web_processes: daphnes accepting on the one port (`crucible_site.web --processes`).
     ready_path: the URL path polled until the web server answers (any HTTP status below 500).
     start_timeout: seconds each process gets to become ready; stop_timeout: SIGTERM grace.
     """
@@ -199,10 +200,12 @@ class Stack:
         venv_bin: Path = VENV_BIN,
         cwd: Path = REPO_ROOT,
         web_env: Mapping[str, str | None] | None = None,
+        web_processes: int = 1,
     ) -> None:
         self.env = child_env(env)
         self._overlay = dict(env)  # what further per-process overlays go on top of
         self.web_env = child_env({**env, **(web_env or {})})
+        self.web_processes = web_processes
         self.log_dir = Path(log_dir)
         self.host, self.port = host, port
         self.concurrency, self.queues = concurrency, queues
@@ -373,8 +376,8 @@ class Stack:
                 self.port = free_port(self.host)
             argv = [
                 # daphne, with its options, through the entry point that limits request bodies.
-                str(self.venv_bin / "python"), "-m", "crucible_site.web", "-b", self.host, "-p", str(self.port),
-                "crucible_site.asgi:application",
+                str(self.venv_bin / "python"), "-m", "crucible_site.web", "--processes", str(self.web_processes),
+                "-b", self.host, "-p", str(self.port), "crucible_site.asgi:application",
             ]  # fmt: skip
             # As the Procfile does: the web's default allowed origin is the URL it serves.
             env = {**self.web_env, "CRUCIBLE_HOST": self.host, "CRUCIBLE_PORT": str(self.port)}
