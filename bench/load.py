@@ -952,6 +952,9 @@ def main() -> int:
     parser.add_argument("--followers", type=int, default=50, help="websocket clients following runs (default 50)")
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's pool processes (default 2)")
     parser.add_argument(
+        "--web-processes", type=int, default=2, help="daphnes on the web's port, as the Procfile's (default 2)"
+    )
+    parser.add_argument(
         "--quotas", default="2,3,4", help="concurrent-run quotas given to the users in turn (default 2,3,4)"
     )
     parser.add_argument("--wall-seconds", type=float, default=10.0, help="each run's wall-time limit (default 10)")
@@ -1060,7 +1063,7 @@ def main() -> int:
         print(f"database migrated, {len(users)} users made in {time.perf_counter() - t0:.1f}s ({db_label})", flush=True)
 
         db = Database(db_url)
-        with Stack(env, log_dir=log_dir, concurrency=args.concurrency) as stack:
+        with Stack(env, log_dir=log_dir, concurrency=args.concurrency, web_processes=args.web_processes) as stack:
             if RECONCILE_COMMAND.exists():
                 reconciler = Reconciler(stack.env, log_dir / "reconciler.log")
             print(f"stack up at {stack.base_url} (logs: {log_dir})", flush=True)
@@ -1462,6 +1465,7 @@ def analyse(**k: Any) -> dict[str, Any]:
             "users": args.users,
             "followers": args.followers,
             "worker_concurrency": args.concurrency,
+            "web_processes": args.web_processes,
             "concurrent_quotas": [u.concurrent_quota for u in users],
             "wall_seconds": args.wall_seconds,
             "read_rate_per_s": args.read_rate,
