@@ -162,6 +162,17 @@ class Database:
             return int(self.rows("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")[0][0])
         return None
 
+    def server_pid(self) -> int | None:
+        """PostgreSQL's postmaster, when it runs on this machine: its tree holds every backend."""
+        if not self.postgres:
+            return None
+        with contextlib.suppress(Exception):
+            backend = int(self.rows("SELECT pg_backend_pid()")[0][0])
+            with open(f"/proc/{backend}/stat", "rb") as f:
+                raw = f.read()
+            return int(raw[raw.rfind(b")") + 2 :].split()[1])
+        return None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
@@ -1111,7 +1122,14 @@ def main() -> int:
             roots = {"web": stack.web.pid, "worker": stack.worker.pid}  # type: ignore[union-attr]
             if reconciler is not None:
                 roots["reconciler"] = reconciler.pid
-            memory = MemorySampler(roots)
+            memory = MemorySampler(dict(roots))
+            # The servers, when they run here (their whole tree: other clients' work counts too).
+            if (postmaster := db.server_pid()) is not None:
+                roots["postgres"] = postmaster
+            with contextlib.suppress(Exception):
+                redis_info = redis.Redis.from_url(args.redis_url, socket_connect_timeout=2).info("server")
+                if os.path.exists(f"/proc/{redis_info['process_id']}"):
+                    roots["redis"] = int(redis_info["process_id"])
             memory.sample()
             cpu_trees0, busy0 = tree_cpu_seconds(roots), machine_busy_seconds()
             sessions0 = db.sessions_opened()
@@ -1421,6 +1439,8 @@ def analyse(**k: Any) -> dict[str, Any]:
         ("CPU during the load: reconciler; load generator + reader",
          f"{cpu.get('reconciler', 0):.0f}; {cpu['load_generator'] + cpu['api_reader']:.0f} s",
          "", ""),
+        ("CPU during the load: PostgreSQL; Redis (servers on this machine, if they are)",
+         f"{cpu.get('postgres', float('nan')):.0f}; {cpu.get('redis', float('nan')):.0f} s", "", ""),
         ("CPU during the load: whole machine / elapsed",
          f"{cpu['machine']:.0f} s / {cpu['elapsed']:.0f} s", "", ""),
         ("log lines with errors/warnings (web; worker)",
