@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import BigIntegerField, Count, F, Func, Q, Sum
+from django.contrib.auth import get_user_model
+from django.db.models import BigIntegerField, Count, F, Func, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
@@ -193,17 +194,27 @@ def _size(column: str):
     return Coalesce(OctetLength(column), 0)
 
 
+def _owned_sum(queryset, owner: str, total) -> Subquery:
+    """SUM(total) of the rows of `queryset` whose `owner` is the outer query's user, as a subquery."""
+    return Subquery(queryset.filter(**{owner: OuterRef("pk")}).values(owner).annotate(n=total).values("n"))
+
+
 def storage_of(user) -> StorageUsage:
-    """Three queries. Metric samples are not counted: they are small and bounded by the wall time."""
-    uploads = Submission.objects.filter(owner_id=user.pk).aggregate(
-        n=Sum(_size("code") + _size("stdin") + _size("archive"))
-    )["n"]
-    batch_inputs = Batch.objects.filter(owner_id=user.pk).aggregate(n=Sum("inputs_bytes"))["n"]
+    """One query. Metric samples are not counted: they are small and bounded by the wall time."""
     # A run's byte counts are what the program wrote; the store keeps at most its limit of each.
-    output = Run.objects.filter(submission__owner_id=user.pk, output_expired_at__isnull=True).aggregate(
-        n=Sum(Least(F("stdout_bytes"), F("stdout_limit_bytes")) + Least(F("stderr_bytes"), F("stderr_limit_bytes")))
-    )["n"]
-    return StorageUsage(uploads=int(uploads or 0) + int(batch_inputs or 0), output=int(output or 0))
+    kept = Least(F("stdout_bytes"), F("stdout_limit_bytes")) + Least(F("stderr_bytes"), F("stderr_limit_bytes"))
+    row = (
+        get_user_model()
+        .objects.filter(pk=user.pk)
+        .values(
+            uploads=_owned_sum(Submission.objects, "owner_id", Sum(_size("code") + _size("stdin") + _size("archive"))),
+            batch_inputs=_owned_sum(Batch.objects, "owner_id", Sum("inputs_bytes")),
+            output=_owned_sum(Run.objects.filter(output_expired_at__isnull=True), "submission__owner_id", Sum(kept)),
+        )
+        .first()
+    ) or {}
+    uploads = int(row.get("uploads") or 0) + int(row.get("batch_inputs") or 0)
+    return StorageUsage(uploads=uploads, output=int(row.get("output") or 0))
 
 
 def upload_size(*, code: str, stdin: str, archive: bytes | None) -> int:

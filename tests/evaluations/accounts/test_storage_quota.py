@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from evaluations.accounts import quotas
 from evaluations.admin import selectors as ops_selectors
-from evaluations.models import RunStatus
+from evaluations.models import Batch, RunStatus
 from evaluations.runs import retention, services
 
 SUBMIT = "/api/v1/submissions/"
@@ -34,6 +34,21 @@ def test_storage_counts_code_stdin_uploads_and_kept_output(make_user, make_run) 
     assert used.uploads == 200  # bytes of UTF-8, not characters
     # stderr's count is what the program wrote; only the limit of it is kept.
     assert used.output == 300 + run.stderr_limit_bytes
+
+
+def test_storage_counts_batch_inputs_and_only_the_users_own_in_one_query(
+    make_user, make_run, django_assert_num_queries
+) -> None:
+    user, other = make_user(), make_user("someone-else")
+    run = make_run(user, code="x" * 10, stdout_bytes=40)
+    make_run(other, code="y" * 1000, stdout_bytes=1000)
+    Batch.objects.create(owner=user, submission=run.submission, name="b", inputs_bytes=500)
+    Batch.objects.create(owner=other, submission=run.submission, name="c", inputs_bytes=7000)
+
+    with django_assert_num_queries(1):
+        used = quotas.storage_of(user)
+
+    assert (used.uploads, used.output) == (10 + 500, 40)
 
 
 def test_a_submission_that_would_go_over_the_storage_quota_is_refused_with_a_429(make_user, make_run, counts) -> None:
