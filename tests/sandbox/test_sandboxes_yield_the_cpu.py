@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -17,7 +16,12 @@ from tests.sandbox.support import make_request
 
 pytestmark = pytest.mark.timeout(60)
 
-SPIN = "import time\nprint('spinning', flush=True)\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+SPIN = (
+    "import time\n"
+    "print('spinning', flush=True)\n"
+    "end = time.monotonic() + {seconds}\n"
+    "while time.monotonic() < end: pass\n"
+)
 HOST_SPIN_SECONDS = 2.0
 
 
@@ -44,10 +48,13 @@ def sandbox_cpu_while_the_host_is_busy(new_engine: EngineFactory, weight: int) -
     sandboxed = threading.Thread(target=lambda: results.append(engine.execute(request, on_output=on_output)))
     sandboxed.start()
     assert started.wait(20), "the sandbox never started spinning"
-    spin = f"import time\nend = time.monotonic() + {HOST_SPIN_SECONDS}\nwhile time.monotonic() < end: pass"
     before = cpu_under(parent)
     # Sessions of their own, as services have: with autogroup on, one session shares one weight.
-    hosts = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(2)]
+    spin = SPIN.format(seconds=HOST_SPIN_SECONDS)
+    hosts = [
+        subprocess.Popen([sys.executable, "-c", spin], start_new_session=True, stdout=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
     for host in hosts:
         host.wait()
     during = cpu_under(parent) - before
