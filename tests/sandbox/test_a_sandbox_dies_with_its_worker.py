@@ -266,7 +266,8 @@ def test_a_killed_workers_pooled_sandboxes_idle_and_running_are_gone_within_seco
     janitor = worker.janitor_pid()
     wait_until(lambda: len(run_dirs(place)) == 2, "a pooled sandbox booted next to the run")
     pooled_id = next(d for d in run_dirs(place) if d != run_id)
-    assert processes_mentioning(pooled_id), "the pooled sandbox is not running"
+    # Its work dir is made first; its launcher execs runsc a moment later.
+    wait_until(lambda: processes_mentioning(pooled_id), "the pooled sandbox's runsc")
 
     with_signal(worker, signal.SIGKILL)
 
