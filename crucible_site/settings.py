@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crucible_site.env import env_bool, env_float, env_int, env_list, env_str, generated_secret
+from sandbox.engine import CPU_WEIGHTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CRUCIBLE_VAR_DIR", str(BASE_DIR / "var")))
@@ -360,7 +361,7 @@ CRUCIBLE_SANDBOX_POOL_PRELOAD = env_bool("CRUCIBLE_SANDBOX_POOL_PRELOAD", True)
 # All sandboxes of a host together, against each process outside them, for the CPU scheduler
 # (cgroup v2's cpu.weight scale: a process weighs 100): under load the web and the database go first.
 CRUCIBLE_SANDBOXES_CPU_WEIGHT = env_int("CRUCIBLE_SANDBOXES_CPU_WEIGHT", 10)
-if not 1 <= CRUCIBLE_SANDBOXES_CPU_WEIGHT <= 10_000:
+if CRUCIBLE_SANDBOXES_CPU_WEIGHT not in CPU_WEIGHTS:
     raise ImproperlyConfigured("CRUCIBLE_SANDBOXES_CPU_WEIGHT must be 1 to 10000 (cgroup v2's cpu.weight scale)")
 # For CRUCIBLE_SANDBOX_ENGINE=docker: the dockerd to use (python -m sandbox.docker.daemon starts one).
 CRUCIBLE_DOCKER_URL = env_str("CRUCIBLE_DOCKER_URL", "unix:///var/run/docker.sock")

@@ -26,6 +26,9 @@ class MetricSample:
 
 MetricsCallback = Callable[[MetricSample], None]
 
+# cgroup v2's cpu.weight scale (a process weighs 100), for EngineConfig.sandboxes_cpu_weight.
+CPU_WEIGHTS = range(1, 10_001)
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -65,7 +68,7 @@ class EngineConfig:
         # images_dir made every run fail with runsc's opaque "cannot read client sync file: EOF".
         object.__setattr__(self, "images_dir", Path(self.images_dir).absolute())
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
-        if not 1 <= self.sandboxes_cpu_weight <= 10_000:
+        if self.sandboxes_cpu_weight not in CPU_WEIGHTS:
             raise ValueError(f"sandboxes_cpu_weight must be 1 to 10000, not {self.sandboxes_cpu_weight}")
 
 
