@@ -11,14 +11,14 @@ import urllib.request
 
 import pytest
 
+from tests.support.sandboxes import descendants, proc_info
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
+    return [p.pid for p in descendants(pid) if p.ppid == pid]
 
 
 def cpu_ticks(pid: int) -> int:
@@ -28,11 +28,7 @@ def cpu_ticks(pid: int) -> int:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
+    return (info := proc_info(pid)) is not None and info.state != "Z"
 
 
 def idle(pids: list[int]) -> bool:
@@ -64,8 +60,7 @@ def test_requests_are_served_by_every_process_and_a_dead_one_is_replaced(stack_e
             statuses = list(pool.map(get, [stack.url("/login/")] * 200))
         busy = [pid for pid in first if cpu_ticks(pid) - before[pid] >= 5]  # 50 ms: it served some
         os.kill(first[0], signal.SIGKILL)
-        wait_until(lambda: len([p for p in children(parent) if alive(p)]) == 2 and first[0] not in children(parent),
-                   "a new web process")  # fmt: skip
+        wait_until(lambda: len(children(parent)) == 2 and first[0] not in children(parent), "a new web process")
         after_kill = get(stack.url("/login/"))
 
     assert statuses == [200] * 200
