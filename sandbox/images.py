@@ -20,7 +20,7 @@ from pathlib import Path
 from sandbox.errors import ImageError, InvalidRequest
 
 # Bump when the build steps change, so old caches are not reused for a different recipe.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 
 TRIM_PATHS = (
     "usr/share/doc",
@@ -171,6 +171,7 @@ def build_image(
                 raise ImageError(f"debootstrap failed ({proc.returncode}): {tail}")
             _trim(rootfs)
             forget_the_host(rootfs)
+            _undate_shadow(rootfs)
             digest = tree_digest(rootfs)
             manifest = {
                 "name": recipe.name,
@@ -214,6 +215,19 @@ def forget_the_host(rootfs: Path) -> None:
     for path in (etc / "apt" / "sources.list.d").glob("*"):
         path.unlink()
     (etc / "hostname").write_text("sandbox\n")
+
+
+def _undate_shadow(rootfs: Path) -> None:
+    """Empty each account's "last password change" (days since 1970, the build's day): with it, two
+    builds of one recipe on different days differed. Empty means no password ageing; nobody logs in."""
+    shadow = rootfs / "etc" / "shadow"
+    lines = []
+    for line in shadow.read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) > 2:
+            fields[2] = ""
+        lines.append(":".join(fields))
+    shadow.write_text("\n".join(lines) + "\n")
 
 
 def tree_digest(root: Path) -> str:
