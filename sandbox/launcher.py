@@ -98,16 +98,20 @@ class Launcher:
                 with contextlib.suppress(OSError):
                     self.proc.stdin.close()
 
-    def discard(self) -> None:
-        """End a launcher that was never told to go (or died); remove its cgroup and work dir."""
+    def let_go(self) -> None:
+        """Start ending it without waiting: closing its pipes ends the `read`, and the sh with it."""
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
+
+    def discard(self) -> None:
+        """End a launcher that was never told to go (or died); remove its cgroup and work dir."""
+        self.let_go()
         if self._owner != os.getpid():
             return  # the parent's, inherited through a fork: closing our copies is all that is ours
         try:
-            self.proc.wait(timeout=2)  # EOF on stdin ends the `read`, and the sh with it
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.cgroup.kill_all()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -248,6 +252,9 @@ def _shut_down(st: _PoolState) -> None:
 
 
 def _discard_all(launchers: list[Launcher]) -> None:
+    for launcher in launchers:  # all end at once, then each is waited for
+        with contextlib.suppress(Exception):
+            launcher.let_go()
     for launcher in list(launchers):
         with contextlib.suppress(Exception):
             launcher.discard()

@@ -138,6 +138,13 @@ class PooledSandbox(Launcher):
     def usable(self) -> bool:
         return super().usable() and time.monotonic() - self.ready_at < self.max_age
 
+    def let_go(self) -> None:
+        # A sandbox let go has no run to finish, and on its trickle of CPU the init took seconds to
+        # see the end of its stdin and exit (a worker's stop waited ~2 s per sandbox): kill it.
+        super().let_go()
+        if self._owner == os.getpid() and self.proc.poll() is None:
+            self.cgroup.kill_all()
+
     def start(self, request: ExecRequest) -> None:
         """Send the job and then the run's stdin (from a thread: the program may never read it)."""
         stdin = self.proc.stdin

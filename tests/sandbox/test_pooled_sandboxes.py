@@ -195,6 +195,20 @@ def test_close_ends_the_pooled_sandboxes_and_leaves_nothing(new_engine: EngineFa
     assert not processes_mentioning(ready)
 
 
+def test_closing_kills_the_waiting_sandboxes_at_once(new_engine: EngineFactory) -> None:
+    # On their trickle of CPU, inits told to exit took seconds each: a worker's stop waited for them.
+    engine = pooled_engine(new_engine, pool_size=3)
+    wait_for(lambda: len(engine.warm_run_ids()) == 3, "three pooled sandboxes")
+    waiting = engine.warm_run_ids()
+
+    started = time.monotonic()
+    engine.close()
+
+    assert time.monotonic() - started < 2.0  # each one alone was given 2 s to exit
+    assert leftovers(engine) == {}
+    assert not any(processes_mentioning(run_id) for run_id in waiting)
+
+
 def test_with_the_pool_off_every_run_boots(new_engine: EngineFactory) -> None:
     engine = new_engine(pool_size=0)
     engine.prepare(make_request("pass"))
