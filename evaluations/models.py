@@ -150,6 +150,9 @@ class Run(models.Model):
             ),
         ]
         indexes = [
+            # Lists walk it newest first, and a user's runs of today are found in it, however
+            # many runs they have had: without it each page and each submission read them all.
+            models.Index(fields=["-queued_at", "-id"], name="run_queued_idx"),
             # Retention's hourly look for old output: runs whose output is gone leave the index.
             models.Index(
                 fields=["finished_at"], condition=models.Q(output_expired_at__isnull=True), name="run_output_kept_idx"
