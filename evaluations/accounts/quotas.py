@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import BigIntegerField, Count, F, Func, OuterRef, Q, Subquery, Sum
+from django.db.models import BigIntegerField, Count, F, Func, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
@@ -197,9 +197,10 @@ def _size(column: str):
     return Coalesce(OctetLength(column), 0)
 
 
-def _owned_sum(queryset, owner: str, total) -> Subquery:
-    """SUM(total) of the rows of `queryset` whose `owner` is the outer query's user, as a subquery."""
-    return Subquery(queryset.filter(**{owner: OuterRef("pk")}).values(owner).annotate(n=total).values("n"))
+def _owned_sum(queryset, owner: str, user_id: int, total) -> Subquery:
+    """SUM(total) of the rows of `queryset` whose `owner` is the user, as a subquery. The id is a
+    value, not the outer row's: the planner then uses the owner index for a user with few rows."""
+    return Subquery(queryset.filter(**{owner: user_id}).values(owner).annotate(n=total).values("n"))
 
 
 def storage_of(user) -> StorageUsage:
@@ -210,9 +211,13 @@ def storage_of(user) -> StorageUsage:
         get_user_model()
         .objects.filter(pk=user.pk)
         .values(
-            uploads=_owned_sum(Submission.objects, "owner_id", Sum(_size("code") + _size("stdin") + _size("archive"))),
-            batch_inputs=_owned_sum(Batch.objects, "owner_id", Sum("inputs_bytes")),
-            output=_owned_sum(Run.objects.filter(output_expired_at__isnull=True), "submission__owner_id", Sum(kept)),
+            uploads=_owned_sum(
+                Submission.objects, "owner_id", user.pk, Sum(_size("code") + _size("stdin") + _size("archive"))
+            ),
+            batch_inputs=_owned_sum(Batch.objects, "owner_id", user.pk, Sum("inputs_bytes")),
+            output=_owned_sum(
+                Run.objects.filter(output_expired_at__isnull=True), "submission__owner_id", user.pk, Sum(kept)
+            ),
         )
         .first()
     ) or {}
