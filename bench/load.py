@@ -292,6 +292,7 @@ def raw_window(samplers: Sequence[Callable[[], object]], seconds: float) -> dict
     for the fraction of it inside the window (as bench/sandbox.py's throughput)."""
     spans: list[tuple[float, float]] = []
     errors: list[str] = []
+    busy0 = machine_busy_seconds()
     start = time.perf_counter()
     deadline = start + seconds
 
@@ -312,8 +313,16 @@ def raw_window(samplers: Sequence[Callable[[], object]], seconds: float) -> dict
         t.join()
     if errors:
         raise BenchError(f"raw runsc: {errors[0]}")
+    busy, elapsed = machine_busy_seconds() - busy0, time.perf_counter() - start
     credit = sum(min(1.0, (deadline - a) / (b - a)) for a, b in spans)
-    return {"runs": round(credit, 2), "seconds": seconds, "runs_per_min": round(credit / seconds * 60, 1)}
+    return {
+        "runs": round(credit, 2),
+        "seconds": seconds,
+        "runs_per_min": round(credit / seconds * 60, 1),
+        # The whole machine while the window ran (its last runs included): what raw runs cost.
+        "busy_cores": round(busy / elapsed, 2),
+        "machine_cpu_ms_per_run": round(busy / len(spans) * 1000, 1) if spans else None,
+    }
 
 
 # -- API readers: a process of their own, so the load generator's GIL is not in their timings ----------
@@ -1268,6 +1277,18 @@ def analyse(**k: Any) -> dict[str, Any]:
         rpm = [w["runs_per_min"] for w in windows]
         raw[kind] = {"windows": windows, "runs_per_min": round(sum(rpm) / len(rpm), 1)}
     ratio = crucible_rpm / raw["run"]["runs_per_min"] if crucible_rpm else 0.0
+    # CPU per run, machine-wide: raw's, Crucible's under the load, and what the target leaves, as
+    # the machine has os.cpu_count() seconds of CPU a second.
+    raw_cpu = [w["machine_cpu_ms_per_run"] for w in raw["run"]["windows"] if w.get("machine_cpu_ms_per_run")]
+    raw_cores = [w["busy_cores"] for w in raw["run"]["windows"] if "busy_cores" in w]
+    cpu_per_run = {
+        "raw_run_ms": round(sum(raw_cpu) / len(raw_cpu), 1) if raw_cpu else None,
+        "raw_busy_cores": round(sum(raw_cores) / len(raw_cores), 2) if raw_cores else None,
+        "crucible_ms": round(k["cpu_seconds"]["machine"] / len(terminal) * 1000, 1) if terminal else None,
+        "at_target_ms": round(
+            (os.cpu_count() or 1) * 60_000 / (TARGET_THROUGHPUT_RATIO * raw["run"]["runs_per_min"]), 1
+        ),
+    }
     ratio_delete = crucible_rpm / raw["run_delete"]["runs_per_min"] if crucible_rpm else 0.0
 
     # Runs.
@@ -1379,6 +1400,10 @@ def analyse(**k: Any) -> dict[str, Any]:
          f"{raw['run_delete']['runs_per_min']:.0f} runs/min ("
          + ", ".join(f"{w['runs_per_min']:.0f}" for w in raw["run_delete"]["windows"]) + ")", "", ""),
         ("  Crucible / raw runsc run + delete", f"{ratio_delete:.2f}", "", ""),
+        ("  machine CPU per run: raw runsc run (busy cores); Crucible",
+         f"{cpu_per_run['raw_run_ms']} ms ({cpu_per_run['raw_busy_cores']} of {os.cpu_count()}); "
+         f"{cpu_per_run['crucible_ms']} ms", "", ""),
+        ("  machine CPU per run that the target leaves, all included", f"{cpu_per_run['at_target_ms']} ms", "", ""),
         ("  Crucible, client side (first POST → all ended)", f"{client_rpm or 0:.0f} runs/min", "", ""),
         ("  server: queued → started, p50 / p99", f"{queue_ms['p50']} / {queue_ms['p99']} ms", "", ""),
         ("  server: started → finished, p50 / p99", f"{run_ms['p50']} / {run_ms['p99']} ms", "", ""),
@@ -1499,6 +1524,7 @@ def analyse(**k: Any) -> dict[str, Any]:
             "raw_runsc_run": raw["run"],
             "raw_runsc_run_delete": raw["run_delete"],
             "ratio_vs_raw_run": round(ratio, 3),
+            "machine_cpu_per_run": cpu_per_run,
             "ratio_vs_raw_run_delete": round(ratio_delete, 3),
             "server_queue_ms": queue_ms,
             "server_run_ms": run_ms,
