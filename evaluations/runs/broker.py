@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import redis
@@ -15,7 +14,7 @@ from django.conf import settings
 # A run's task id starts with this and the run's id; the reconciler reads it back from the queue.
 TASK_ID_PREFIX = "run-"
 RESULTS_KEY = "crucible:handed-over-results"
-# When queue positions were last told (a time.time(), expiring when the next telling is due), and
+# When queue positions were last told (by clock(), expiring when the next telling is due), and
 # whether the queue moved since without a telling.
 QUEUE_TOLD_KEY = "crucible:queue-told"
 QUEUE_MOVED_KEY = "crucible:queue-moved"
@@ -35,13 +34,20 @@ def _kept_client() -> redis.Redis:
     return _kept[1]
 
 
-def queue_tell_turn(*, moved_at: float, every: float) -> bool | None:
-    """Whether the caller tells the queue its positions for a move at `moved_at` (a time.time()):
-    True if it is its turn (none told in the last `every` seconds: it is now told, by the caller),
-    None if a telling that started after the move covers it, False if it should ask again shortly.
+def clock() -> float:
+    """Redis's time: one clock for the workers of every host, whose own clocks may disagree.
     Raises redis.RedisError."""
+    seconds, micros = _kept_client().time()
+    return seconds + micros / 1_000_000
+
+
+def queue_tell_turn(*, moved_at: float, every: float) -> bool | None:
+    """Whether the caller tells the queue its positions for a move at `moved_at` (by clock(), taken
+    after the move): True if it is its turn (none told in the last `every` seconds: it is now told,
+    by the caller), None if a telling that started after the move covers it, False if it should ask
+    again shortly. Raises redis.RedisError."""
     client = _kept_client()
-    now = time.time()
+    now = clock()
     if client.set(QUEUE_TOLD_KEY, repr(now), nx=True, px=max(1, int(every * 1000))):
         client.delete(QUEUE_MOVED_KEY)
         return True

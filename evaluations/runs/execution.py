@@ -73,7 +73,7 @@ class _Watch:
         self.lost = False  # the run was ended by someone else: its result is not ours to store
         self.stopped = False  # the worker is stopping and the run's grace is over
         self.storing = False  # the outcome is being stored
-        self.claimed_at = time.time()
+        self.moved_at: float | None = None  # queue_clock() at the first look, after the claim moved the queue
         self._stop = threading.Event()
         self._thread = threading.Thread(target=in_log_context(self._watch), name=f"run-{run_id}-watch", daemon=True)
 
@@ -89,7 +89,9 @@ class _Watch:
         # The queue moved up by this run: its pages hear it once the sandbox has started (or the run
         # has ended), so that these queries do not hold the interpreter while the sandbox starts.
         try:
-            return lifecycle.queue_moved_tell(moved_at=self.claimed_at, last_chance=last_chance)
+            if self.moved_at is None:
+                self.moved_at = lifecycle.queue_clock()
+            return lifecycle.queue_moved_tell(moved_at=self.moved_at, last_chance=last_chance)
         except Exception as exc:  # best effort, like every live message: pages also ask on connect
             logger.warning("run %s: could not tell queued runs their positions (%s)", self.run_id, exc)
             return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,8 +108,17 @@ def _publish_statuses(run_ids: list[int]) -> None:
     publisher.send(messages)
 
 
+def queue_clock() -> float:
+    """Now, by the clock queue_moved_tell compares times on: Redis's (broker.clock()), or this
+    host's while Redis does not answer (queue_moved_tell then tells at once)."""
+    try:
+        return broker.clock()
+    except redis.RedisError:
+        return time.time()
+
+
 def queue_moved_tell(*, moved_at: float, last_chance: bool = False) -> bool:
-    """The queue moved at `moved_at` (a time.time()): tell its first runs their positions if it is
+    """The queue moved before `moved_at` (a queue_clock()): tell its first runs their positions if it is
     the caller's turn. True once told, or covered by a telling since; False: ask again shortly. On
     the last chance a move not told is left to the reconciler's next pass."""
     try:

@@ -217,3 +217,22 @@ def test_a_move_untold_when_its_run_ends_is_told_by_the_reconciler(make_user, ma
     assert len(tellings) == 2
     reconciler.reconcile()  # told: nothing left to tell
     assert len(tellings) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_telling_on_a_host_whose_clock_runs_ahead_does_not_cover_later_moves(
+    make_user, make_run, tellings, monkeypatch
+) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from evaluations.runs import execution
+
+    run = make_run(make_user("a"))
+    ahead = SimpleNamespace(time=lambda: time.time() + 30)  # another host's clock
+    with monkeypatch.context() as there:
+        there.setattr(broker, "time", ahead, raising=False)
+        assert lifecycle.queue_moved_tell(moved_at=ahead.time())
+    assert len(tellings) == 1
+    with execution._Watch(run.pk, "w"):  # a run claimed here moves the queue after that telling
+        assert wait_for(lambda: len(tellings) == 2, lifecycle.QUEUE_TELL_EVERY_SECONDS + 2)
