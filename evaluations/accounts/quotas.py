@@ -156,7 +156,7 @@ def usage_of(user, *, now: datetime | None = None) -> Usage:
     active = Q(status__in=ACTIVE_STATUSES)
     # Only runs in flight or queued today count: the filter lets the status and queued_at indexes
     # find them instead of reading every run the user has had.
-    runs = Run.objects.filter(Q(status__in=ACTIVE_STATUSES) | Q(queued_at__gte=start), submission__owner_id=user.pk)
+    runs = Run.objects.filter(active | Q(queued_at__gte=start), submission__owner_id=user.pk)
     row = runs.aggregate(
         concurrent=Count("pk", filter=active),
         today=Count("pk", filter=today),
