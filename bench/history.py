@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Does a long history slow a user down? The same requests by a user with --history past runs
-and by a user with 60 (more than a page), on a site of --others users with some runs each, in one fresh
-PostgreSQL database, measured in the same run.
+and by a user with 60 (more than a page), on a site of --others users with some runs each, in
+one fresh PostgreSQL database, measured in the same run.
 
-    .venv/bin/python bench/history.py            # about a minute; --history 100000 runs
+    .venv/bin/python bench/history.py            # about 90 s; --history 100000 runs
 
-The runs were queued over the last 60 days; retention (30 days) has deleted the output of those
-older than that. Both users are researchers whose concurrent-run quota is 0, so a submission
-counts every quota and is refused (429) without making a run. Each request is made -n times in
-this process with Django's test client (the whole middleware chain, no server); its row is the
-median and p95 of the wall time, and the database's share of it. Writes bench/results/history.json.
+The runs were queued over the last 60 days; retention (CRUCIBLE_RETENTION_DAYS, 30 by default)
+has deleted the output of those older than that. Both users are researchers whose concurrent-run
+quota is 0, so a submission counts every quota and is refused (429) without making a run. Each
+request is made -n times in this process with Django's test client (the whole middleware chain,
+no server); its row is the median and p95 of the wall time, and the database's share of it.
+Writes bench/results/history.json.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from load import DEFAULT_PG_URL, PostgresDatabase  # noqa: E402
 # Above this many times the fresh user's median, a request is said to grow with history.
 GROWS = 2.0
 DAYS = 60
-RETENTION_DAYS = 30
 
 
 def make_user(name: str, history: int):
     """A researcher with `history` ended runs (at least 1), their token key, and their newest run's id."""
     from datetime import timedelta
 
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
@@ -81,7 +82,9 @@ def make_user(name: str, history: int):
             [*(now, history, timedelta(days=DAYS) / max(history, 1)) * 3, user.pk],
         )
     Run.objects.filter(
-        submission__owner=user, finished_at__lt=now - timedelta(days=RETENTION_DAYS), output_expired_at=None
+        submission__owner=user,
+        finished_at__lt=now - timedelta(days=settings.CRUCIBLE_RETENTION_DAYS),
+        output_expired_at=None,
     ).update(output_expired_at=now)
     return user, key, Run.objects.filter(submission__owner=user).latest("id").pk
 
