@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -48,16 +49,21 @@ def sandbox_cpu_while_the_host_is_busy(new_engine: EngineFactory, weight: int) -
     sandboxed = threading.Thread(target=lambda: results.append(engine.execute(request, on_output=on_output)))
     sandboxed.start()
     assert started.wait(20), "the sandbox never started spinning"
-    before = cpu_under(parent)
     # Sessions of their own, as services have: with autogroup on, one session shares one weight.
     spin = SPIN.format(seconds=HOST_SPIN_SECONDS)
     hosts = [
-        subprocess.Popen([sys.executable, "-c", spin], start_new_session=True, stdout=subprocess.DEVNULL)
-        for _ in range(2)
+        subprocess.Popen([sys.executable, "-c", spin], start_new_session=True, stdout=subprocess.PIPE) for _ in range(2)
     ]
+    # Counted only while both host processes spin: their start-up on a busy machine is not theirs.
+    for host in hosts:
+        host.stdout.readline()
+    before = cpu_under(parent)
+    while all(host.poll() is None for host in hosts):
+        time.sleep(0.01)
+    during = cpu_under(parent) - before
     for host in hosts:
         host.wait()
-    during = cpu_under(parent) - before
+        host.stdout.close()
     sandboxed.join()
     assert results and results[0].status is Status.SUCCEEDED, results
     return during
